@@ -1,0 +1,336 @@
+#!/usr/bin/python
+"""Ansible module: migrate keys between Redis logical databases. The engine is in module_utils."""
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+---
+module: redis_db_migrate
+short_description: Copy keys and merge sorted-set indexes from one Redis db to another
+description:
+  - Copies every key matching O(patterns) from O(source_db) to O(target_db) on one Redis server,
+    keeping each key's type, value and exact expiry. Keys of any type are copied.
+  - A key that already exists in the target is skipped and left untouched, never overwritten.
+  - Merges each sorted set listed in O(indexes) into the target with ZADD NX semantics, so a
+    member already in the target keeps its score.
+  - Reads back everything it wrote in the same run and fails when something is missing.
+  - Never writes to or deletes from the source db, and never touches keys that do not match.
+  - Finds keys with SCAN, never KEYS, and holds at most one batch of key names in memory.
+  - Uses COPY on Redis 6.2 and newer, and DUMP + PTTL + RESTORE where COPY is missing, renamed
+    or denied. Each batch runs as one Lua script, so the user needs the @scripting commands.
+  - Per-key errors do not stop the run; they are counted and listed, and the task fails at the
+    end with the full report.
+  - In check mode it is a dry run that returns the full plan and sends Redis no write.
+requirements:
+  - redis (redis-py) >= 4.3 on the host that runs the module
+  - Redis server 5.0 or newer, standalone (not cluster), primary (not replica)
+options:
+  login_host:
+    description: Host name or address of the Redis server.
+    type: str
+    default: localhost
+  login_port:
+    description: TCP port of the Redis server.
+    type: int
+    default: 6379
+  login_unix_socket:
+    description:
+      - Path of the Redis unix socket. When set, O(login_host) and O(login_port) are ignored.
+    type: path
+  login_user:
+    description: ACL user name (Redis 6 and newer). Leave unset for the default user.
+    type: str
+  login_password:
+    description: Password of O(login_user), or of the default user. Never shown in any output.
+    type: str
+  tls:
+    description: Connect with TLS.
+    type: bool
+    default: false
+  validate_certs:
+    description:
+      - Check the server certificate and that it names O(login_host). Only used with O(tls).
+      - Turning this off makes the connection open to interception.
+    type: bool
+    default: true
+  ca_certs:
+    description:
+      - PEM file of the CA that signed the server certificate.
+      - The system CAs are used when unset.
+    type: path
+  client_cert_file:
+    description: PEM client certificate, for servers that ask for one.
+    type: path
+  client_key_file:
+    description: PEM private key of O(client_cert_file).
+    type: path
+  connect_timeout:
+    description: Seconds to wait for the connection to be established.
+    type: float
+    default: 5
+  socket_timeout:
+    description: Seconds to wait for any one reply. A batch is one reply.
+    type: float
+    default: 30
+  source_db:
+    description: Database number to copy from. It is only read.
+    type: int
+    required: true
+  target_db:
+    description: Database number to copy into. Must differ from O(source_db).
+    type: int
+    required: true
+  patterns:
+    description:
+      - Glob patterns, as SCAN MATCH reads them, of the keys to copy. At least one.
+      - A key matched by several patterns is handled once.
+    type: list
+    elements: str
+    required: true
+  indexes:
+    description:
+      - Sorted sets to merge from O(source_db) into O(target_db) member by member.
+      - An index key is never copied as a key, even when a pattern matches it.
+    type: list
+    elements: str
+    default: []
+  batch_size:
+    description:
+      - Keys (and index members) handled per server round trip and per SCAN COUNT.
+      - Each batch runs as one Lua script that blocks other clients while it runs, so lower it
+        for very large values.
+    type: int
+    default: 1000
+  strategy:
+    description:
+      - How keys are copied. V(auto) uses COPY where the server has it and the user may run it,
+        and DUMP + PTTL + RESTORE otherwise.
+      - V(copy) fails if COPY is unavailable; V(dump-restore) never uses COPY.
+    type: str
+    choices: [auto, copy, dump-restore]
+    default: auto
+attributes:
+  check_mode:
+    description: Runs every read and returns the full plan; Redis receives no write.
+    support: full
+  diff_mode:
+    description: Shows the target db before and after, with a capped sample of keys.
+    support: full
+notes:
+  - SCAN may return a key twice while the server resizes its tables. Such a key is handled
+    twice and counted once as migrated and once as skipped; nothing is overwritten.
+  - On servers older than 7.0 a key copied with DUMP/RESTORE may live up to a millisecond longer
+    in the target than in the source.
+author:
+  - StoryArt operations
+"""
+
+EXAMPLES = r"""
+- name: Move StoryArt sessions from db 1 to db 0
+  redis_db_migrate:
+    login_host: 127.0.0.1
+    source_db: 1
+    target_db: 0
+    patterns:
+      - "storyart:session:*"
+    indexes:
+      - "storyart:sessions:index"
+
+- name: Dry run against a TLS server with an ACL user
+  redis_db_migrate:
+    login_host: redis.example.internal
+    login_port: 6380
+    login_user: migrator
+    login_password: "{{ vault_redis_password }}"
+    tls: true
+    ca_certs: /etc/ssl/redis-ca.pem
+    source_db: 1
+    target_db: 0
+    patterns: ["storyart:session:*"]
+    indexes: ["storyart:sessions:index"]
+  check_mode: true
+"""
+
+RETURN = r"""
+msg:
+  description: One-line summary, the same facts as the old script's Migration Summary.
+  returned: always
+  type: str
+  sample: >-
+    db 1 -> db 0 on 127.0.0.1:6379 (Redis 7.0.15, strategy copy); keys found 5, migrated 5,
+    skipped (already in db 0) 0, expired 0, failed 0; index storyart:sessions:index: 5 entries,
+    added 5, already present 0, without session key 0, failed 0; verified; 0.01s, 500 keys/s
+endpoint:
+  description: The Redis server, as host:port or unix:path.
+  returned: always
+  type: str
+source_db:
+  description: The db copied from.
+  returned: always
+  type: int
+target_db:
+  description: The db copied into.
+  returned: always
+  type: int
+dry_run:
+  description: Whether this was a check-mode run. Counts then say what a real run would do.
+  returned: always
+  type: bool
+strategy:
+  description: How keys were copied, V(copy) or V(dump-restore).
+  returned: always
+  type: str
+server_version:
+  description: Version of the Redis server.
+  returned: always
+  type: str
+counts:
+  description:
+    - Key counts. V(found) keys in the source db match the patterns; V(migrated) were copied
+      (in check mode, would be); V(skipped) were left alone because the target already had
+      them; V(expired) vanished between SCAN and copy; V(failed) could not be copied, see
+      RV(errors).
+    - Counts are nested because Ansible reads top-level C(skipped) and C(failed) as task status.
+  returned: always
+  type: dict
+  sample: {found: 5, migrated: 4, skipped: 1, expired: 0, failed: 0}
+index_counts:
+  description:
+    - Index member counts over all indexes. V(found) members were read from the source;
+      V(added) were added to the target (in check mode, would be); V(present) were already in
+      the target and kept their score; V(orphans) have no session key in either db and were
+      merged all the same; V(failed) could not be merged.
+  returned: always
+  type: dict
+  sample: {found: 5, added: 4, present: 1, orphans: 0, failed: 0}
+indexes:
+  description: The same index counts, per index.
+  returned: always
+  type: list
+  elements: dict
+verified:
+  description: True when everything written in this run was read back; null in check mode.
+  returned: always
+  type: bool
+verification:
+  description:
+    - Keys and index members missing after the write (count and capped sample).
+    - Keys that expired right after their copy, which verification accepts.
+  returned: always
+  type: dict
+samples:
+  description: Up to 10 key names for each of V(migrated), V(skipped) and V(expired).
+  returned: always
+  type: dict
+errors:
+  description: Up to 20 failures, each with the key and the server's error. Counts are never capped.
+  returned: always
+  type: list
+  elements: dict
+duration:
+  description: Seconds the copy, merge and verification took.
+  returned: always
+  type: float
+keys_per_second:
+  description: Keys found divided by duration.
+  returned: always
+  type: int
+"""
+
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.redis_db_migration import (
+    HAS_REDIS,
+    STRATEGIES,
+    ConnectionSettings,
+    MigrationError,
+    MigrationOptions,
+    migrate,
+)
+
+
+def argument_spec():
+    return dict(
+        login_host=dict(type="str", default="localhost"),
+        login_port=dict(type="int", default=6379),
+        login_unix_socket=dict(type="path"),
+        login_user=dict(type="str"),
+        login_password=dict(type="str", no_log=True),
+        tls=dict(type="bool", default=False),
+        validate_certs=dict(type="bool", default=True),
+        ca_certs=dict(type="path"),
+        client_cert_file=dict(type="path"),
+        client_key_file=dict(type="path"),
+        connect_timeout=dict(type="float", default=5),
+        socket_timeout=dict(type="float", default=30),
+        source_db=dict(type="int", required=True),
+        target_db=dict(type="int", required=True),
+        patterns=dict(type="list", elements="str", required=True),
+        indexes=dict(type="list", elements="str", default=[]),
+        batch_size=dict(type="int", default=1000),
+        strategy=dict(type="str", choices=list(STRATEGIES), default="auto"),
+    )
+
+
+def connection_settings(params):
+    return ConnectionSettings(
+        host=params["login_host"],
+        port=params["login_port"],
+        unix_socket=params["login_unix_socket"],
+        username=params["login_user"],
+        password=params["login_password"],
+        tls=params["tls"],
+        validate_certs=params["validate_certs"],
+        ca_certs=params["ca_certs"],
+        client_cert_file=params["client_cert_file"],
+        client_key_file=params["client_key_file"],
+        connect_timeout=params["connect_timeout"],
+        socket_timeout=params["socket_timeout"],
+    )
+
+
+def migration_options(params, check_mode):
+    return MigrationOptions(
+        source_db=params["source_db"],
+        target_db=params["target_db"],
+        patterns=tuple(params["patterns"]),
+        indexes=tuple(params["indexes"]),
+        batch_size=params["batch_size"],
+        strategy=params["strategy"],
+        dry_run=check_mode,
+    )
+
+
+def report_result(report, diff):
+    result = report.as_dict()
+    result["changed"] = report.changed
+    if diff:
+        result["diff"] = report.diff()
+    return result
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    if not HAS_REDIS:
+        module.fail_json(msg=missing_required_lib("redis"))
+    settings = connection_settings(module.params)
+    try:
+        report = migrate(settings, migration_options(module.params, module.check_mode))
+    except MigrationError as exc:
+        result = report_result(exc.report, module._diff) if exc.report else {}
+        result.pop("msg", None)
+        module.fail_json(msg=settings.scrub(exc), **result)
+    except Exception as exc:  # noqa: BLE001 - the operator gets a sentence, never a traceback
+        module.fail_json(
+            msg=settings.scrub(
+                f"Unexpected {type(exc).__name__} while migrating on {settings.endpoint}: "
+                f"{exc}. Nothing in the source db was changed; rerunning is safe."
+            )
+        )
+    result = report_result(report, module._diff)
+    if report.ok:
+        module.exit_json(**result)
+    module.fail_json(**result)
+
+
+if __name__ == "__main__":
+    main()

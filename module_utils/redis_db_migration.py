@@ -1,0 +1,889 @@
+"""Copy keys from one Redis logical database to another, safely and fast.
+
+This is the migration engine behind the ``redis_db_migrate`` Ansible module. It is plain Python
+over redis-py with no Ansible import, so the module, the tests and the benchmark all call it.
+
+How a run works:
+
+* Preflight (``connect``): reach and authenticate, read the server's facts, refuse a cluster, a
+  replica, a database number the server does not have, and an index key that is not a sorted
+  set. Pick the copy strategy: COPY where the server has it and the user may run it, else
+  DUMP + PTTL + RESTORE.
+* Keys: SCAN the source db once per pattern and hand each batch of names to one Lua script
+  call. The script classifies every key of the batch atomically (gone from the source, already
+  in the target, or to copy) and, unless planning, copies it without REPLACE. Only a batch of
+  names is ever held in memory.
+* Indexes: ZSCAN each source index and merge each batch into the target index with ZADD NX, so
+  a member already in the target keeps its score.
+* Verify: after each batch is written, read the target back in a separate round trip.
+
+Nothing is ever written to or deleted from the source db. Planning (the dry run) runs the same
+code with the writes left out.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import ssl
+import time
+import traceback
+from dataclasses import dataclass, field
+from itertools import islice
+
+try:
+    import redis
+    from redis import exceptions as redis_errors
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+except ImportError:
+    HAS_REDIS = False
+    REDIS_IMPORT_ERROR = traceback.format_exc()
+else:
+    HAS_REDIS = True
+    REDIS_IMPORT_ERROR = None
+
+STRATEGIES = ("auto", "copy", "dump-restore")
+MAX_BATCH_SIZE = 10000
+SAMPLE_SIZE = 10
+ERROR_LIST_SIZE = 20
+
+# Outcome codes returned by the copy script for each key.
+COPIED, PRESENT, GONE = 0, 1, 2
+
+# KEYS: a batch of key names found in the source db.
+# ARGV: source db, target db, mode ('plan', 'copy' or 'restore').
+# Returns one reply per key: 0 copied (or, when planning, to copy), 1 already in the target,
+# 2 gone from the source (expired), or the error text of a write that failed.
+# The whole batch runs atomically, so the classification cannot race with the write.
+COPY_SCRIPT = """
+local src, dst, mode = ARGV[1], ARGV[2], ARGV[3]
+local out = {}
+redis.call('SELECT', src)
+for i, key in ipairs(KEYS) do
+  out[i] = 2 * (1 - redis.call('EXISTS', key))
+end
+redis.call('SELECT', dst)
+for i, key in ipairs(KEYS) do
+  if out[i] == 0 and redis.call('EXISTS', key) == 1 then out[i] = 1 end
+end
+if mode == 'copy' then
+  redis.call('SELECT', src)
+  for i, key in ipairs(KEYS) do
+    if out[i] == 0 then
+      local r = redis.pcall('COPY', key, key, 'DB', dst)
+      if type(r) == 'table' then out[i] = r.err elseif r == 0 then out[i] = 1 end
+    end
+  end
+elseif mode == 'restore' then
+  for i, key in ipairs(KEYS) do
+    if out[i] == 0 then
+      redis.call('SELECT', src)
+      local payload = redis.pcall('DUMP', key)
+      local ttl = redis.call('PTTL', key)
+      if type(payload) == 'table' then
+        out[i] = payload.err
+      elseif ttl == 0 then
+        -- expires within this millisecond: RESTORE with 0 would make it persistent
+        out[i] = 2
+      else
+        if ttl < 0 then ttl = 0 end
+        redis.call('SELECT', dst)
+        local r = redis.pcall('RESTORE', key, ttl, payload)
+        if type(r) == 'table' then out[i] = r.err end
+      end
+    end
+  end
+end
+return out
+"""
+
+# KEYS[1]: the index sorted set. ARGV: source db, target db, mode ('plan' or 'merge'), then
+# score, member pairs read from the source index. Members already in the target index keep
+# their score (ZADD NX). Returns {added, present, orphans}: orphans are members whose session
+# key exists in neither db; they are merged all the same.
+INDEX_SCRIPT = """
+local src, dst, mode, index = ARGV[1], ARGV[2], ARGV[3], KEYS[1]
+local added, present, orphans = 0, 0, 0
+local in_source = {}
+redis.call('SELECT', src)
+for i = 4, #ARGV, 2 do in_source[i] = redis.call('EXISTS', ARGV[i + 1]) end
+redis.call('SELECT', dst)
+for i = 4, #ARGV, 2 do
+  local member = ARGV[i + 1]
+  if in_source[i] == 0 and redis.call('EXISTS', member) == 0 then orphans = orphans + 1 end
+  if redis.call('ZSCORE', index, member) then
+    present = present + 1
+  else
+    if mode ~= 'plan' then redis.call('ZADD', index, 'NX', ARGV[i], member) end
+    added = added + 1
+  end
+end
+return {added, present, orphans}
+"""
+
+
+class MigrationError(Exception):
+    """A problem the operator must fix. The message says what is wrong and what to do.
+
+    ``report`` holds the counts so far when the run stopped part-way.
+    """
+
+    def __init__(self, message, report=None):
+        super().__init__(message)
+        self.report = report
+
+
+@dataclass(frozen=True)
+class ConnectionSettings:
+    """Where and how to reach Redis. The password never appears in repr() or messages."""
+
+    host: str = "localhost"
+    port: int = 6379
+    unix_socket: str | None = None
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    tls: bool = False
+    validate_certs: bool = True
+    ca_certs: str | None = None
+    client_cert_file: str | None = None
+    client_key_file: str | None = None
+    connect_timeout: float = 5.0
+    socket_timeout: float = 30.0
+
+    @property
+    def endpoint(self):
+        if self.unix_socket:
+            return f"unix:{self.unix_socket}"
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    def validate(self):
+        if self.unix_socket and self.tls:
+            raise MigrationError(
+                "tls cannot be used with login_unix_socket: a unix socket is local and "
+                "unencrypted. Drop one of the two options."
+            )
+        for option in ("ca_certs", "client_cert_file", "client_key_file"):
+            path = getattr(self, option)
+            if path and not os.access(path, os.R_OK):
+                raise MigrationError(
+                    f"{option} {path!r} does not exist or is not readable on the host "
+                    f"running the module. Give the path of a readable PEM file."
+                )
+        for option in ("connect_timeout", "socket_timeout"):
+            if getattr(self, option) <= 0:
+                raise MigrationError(f"{option} must be a positive number of seconds.")
+
+    def client(self, db):
+        """A redis-py client on ``db`` that returns bytes and never retries on its own."""
+        kwargs = dict(
+            db=db,
+            username=self.username,
+            password=self.password,
+            socket_timeout=self.socket_timeout,
+            socket_connect_timeout=self.connect_timeout,
+            # A retried script could have run once already: fail instead, a rerun is safe.
+            retry=Retry(NoBackoff(), 0),
+        )
+        if self.unix_socket:
+            kwargs["unix_socket_path"] = self.unix_socket
+        else:
+            kwargs.update(host=self.host, port=self.port)
+        if self.tls:
+            kwargs.update(
+                ssl=True,
+                ssl_cert_reqs="required" if self.validate_certs else "none",
+                ssl_check_hostname=self.validate_certs,
+                ssl_ca_certs=self.ca_certs,
+                ssl_certfile=self.client_cert_file,
+                ssl_keyfile=self.client_key_file,
+            )
+        return redis.Redis(**kwargs)
+
+    def scrub(self, text):
+        """Remove the password from ``text``, whatever produced it."""
+        text = str(text)
+        if self.password:
+            text = text.replace(self.password, "********")
+        return text
+
+
+@dataclass(frozen=True)
+class MigrationOptions:
+    source_db: int
+    target_db: int
+    patterns: tuple
+    indexes: tuple = ()
+    batch_size: int = 1000
+    strategy: str = "auto"
+    dry_run: bool = False
+
+    def validate(self):
+        for option in ("source_db", "target_db"):
+            if not isinstance(getattr(self, option), int) or getattr(self, option) < 0:
+                raise MigrationError(
+                    f"{option} must be a database number of 0 or more, not "
+                    f"{getattr(self, option)!r}."
+                )
+        if self.source_db == self.target_db:
+            raise MigrationError(
+                f"source_db and target_db are both {self.source_db}: a db cannot be migrated "
+                f"onto itself. Set source_db to the old db (StoryArt: 1) and target_db to the "
+                f"new one (StoryArt: 0)."
+            )
+        if not self.patterns or not all(self.patterns):
+            raise MigrationError(
+                "patterns must list at least one non-empty glob pattern, e.g. 'storyart:session:*'."
+            )
+        if not all(self.indexes):
+            raise MigrationError("indexes must not contain an empty key name.")
+        if not 1 <= self.batch_size <= MAX_BATCH_SIZE:
+            raise MigrationError(
+                f"batch_size must be between 1 and {MAX_BATCH_SIZE}, not {self.batch_size}."
+            )
+        if self.strategy not in STRATEGIES:
+            raise MigrationError(
+                f"strategy must be one of {', '.join(STRATEGIES)}, not {self.strategy!r}."
+            )
+
+
+@dataclass
+class ServerFacts:
+    version: tuple
+    role: str
+    cluster: bool
+    databases: int | None = None
+    used_memory: int | None = None
+    maxmemory: int | None = None
+
+    @property
+    def version_text(self):
+        return ".".join(str(part) for part in self.version) or "unknown"
+
+
+@dataclass
+class IndexReport:
+    name: bytes
+    found: int = 0
+    added: int = 0
+    present: int = 0
+    orphans: int = 0
+    failed: int = 0
+    missing: int = 0
+
+    def as_dict(self):
+        return dict(
+            name=display(self.name),
+            found=self.found,
+            added=self.added,
+            present=self.present,
+            orphans=self.orphans,
+            failed=self.failed,
+            missing=self.missing,
+        )
+
+
+@dataclass
+class MigrationReport:
+    """What a run found and did. Counts are exact; samples and error lists are capped."""
+
+    endpoint: str
+    source_db: int
+    target_db: int
+    dry_run: bool
+    strategy: str = "unknown"
+    server_version: str = "unknown"
+    found: int = 0
+    migrated: int = 0
+    skipped: int = 0
+    expired: int = 0
+    failed: int = 0
+    indexes: list = field(default_factory=list)
+    expired_after_copy: int = 0
+    missing: int = 0
+    missing_sample: list = field(default_factory=list)
+    samples: dict = field(default_factory=lambda: {"migrated": [], "skipped": [], "expired": []})
+    errors: list = field(default_factory=list)
+    duration: float = 0.0
+    aborted: str | None = None
+
+    def index_total(self, name):
+        return sum(getattr(index, name) for index in self.indexes)
+
+    @property
+    def changed(self):
+        return self.migrated > 0 or self.index_total("added") > 0
+
+    @property
+    def verified(self):
+        """True when every write of this run was read back; None when nothing was written."""
+        if self.dry_run or self.aborted:
+            return None
+        return self.missing == 0
+
+    @property
+    def ok(self):
+        return (
+            not self.aborted
+            and self.failed == 0
+            and self.index_total("failed") == 0
+            and self.verified is not False
+        )
+
+    @property
+    def keys_per_second(self):
+        return round(self.found / self.duration) if self.duration > 0 else 0
+
+    def add_sample(self, kind, key):
+        if len(self.samples[kind]) < SAMPLE_SIZE:
+            self.samples[kind].append(display(key))
+
+    def add_error(self, key, error):
+        if len(self.errors) < ERROR_LIST_SIZE:
+            self.errors.append({"key": display(key), "error": error})
+
+    def add_missing(self, what):
+        self.missing += 1
+        if len(self.missing_sample) < ERROR_LIST_SIZE:
+            self.missing_sample.append(what)
+
+    def summary(self):
+        """One line an operator reads at a glance: the old script's "Migration Summary"."""
+        would = "would be " if self.dry_run else ""
+        head = "DRY RUN, nothing written: " if self.dry_run else ""
+        parts = [
+            f"{head}db {self.source_db} -> db {self.target_db} on {self.endpoint} "
+            f"(Redis {self.server_version}, strategy {self.strategy})",
+            f"keys found {self.found}, {would}migrated {self.migrated}, {would}skipped "
+            f"(already in db {self.target_db}) {self.skipped}, expired {self.expired}, "
+            f"failed {self.failed}",
+        ]
+        for index in self.indexes:
+            parts.append(
+                f"index {display(index.name)}: {index.found} entries, {would}added "
+                f"{index.added}, already present {index.present}, without session key "
+                f"{index.orphans}, failed {index.failed}"
+            )
+        if self.verified is None:
+            parts.append("verification not run" + (" (dry run)" if self.dry_run else ""))
+        elif self.verified:
+            parts.append("verified")
+        else:
+            parts.append(f"VERIFICATION FAILED: {self.missing} missing in db {self.target_db}")
+        parts.append(f"{self.duration:.2f}s, {self.keys_per_second} keys/s")
+        failures = self.failed + self.index_total("failed")
+        if failures:
+            parts.append(
+                f"FAILED: {failures} keys or index entries could not be copied, see 'errors'; "
+                f"fix the cause and rerun, done work is skipped"
+            )
+        if self.aborted:
+            parts.append(f"STOPPED: {self.aborted}")
+        return "; ".join(parts)
+
+    def as_dict(self):
+        """The result returned on every run, changed or not, with the same keys.
+
+        Counts are nested: Ansible reads top-level ``skipped`` and ``failed`` as task status.
+        """
+        return dict(
+            endpoint=self.endpoint,
+            source_db=self.source_db,
+            target_db=self.target_db,
+            dry_run=self.dry_run,
+            strategy=self.strategy,
+            server_version=self.server_version,
+            counts=dict(
+                found=self.found,
+                migrated=self.migrated,
+                skipped=self.skipped,
+                expired=self.expired,
+                failed=self.failed,
+            ),
+            index_counts={
+                name: self.index_total(name)
+                for name in ("found", "added", "present", "orphans", "failed")
+            },
+            indexes=[index.as_dict() for index in self.indexes],
+            verified=self.verified,
+            verification=dict(
+                missing=self.missing,
+                missing_sample=self.missing_sample,
+                expired_after_copy=self.expired_after_copy,
+            ),
+            samples=self.samples,
+            errors=self.errors,
+            duration=round(self.duration, 3),
+            keys_per_second=self.keys_per_second,
+            msg=self.summary(),
+        )
+
+    def diff(self):
+        """A before/after view of the target db for Ansible's --diff, with capped samples."""
+        header = f"redis://{self.endpoint}/{self.target_db}"
+        before, after = [], []
+        for index in self.indexes:
+            name = display(index.name)
+            before.append(f"index {name}: {index.present} of the source entries present")
+            after.append(
+                f"index {name}: {index.present + index.added} of the source entries present "
+                f"(+{index.added})"
+            )
+        after.extend(f"+ {key}" for key in self.samples["migrated"])
+        hidden = self.migrated - len(self.samples["migrated"])
+        if hidden > 0:
+            after.append(f"+ ... and {hidden} more keys")
+        return dict(
+            before_header=header,
+            after_header=header,
+            before="\n".join(before) + "\n",
+            after="\n".join(after) + "\n",
+        )
+
+
+def display(name):
+    """A key name as text for reports: binary bytes are shown escaped, never lost."""
+    if isinstance(name, bytes):
+        return name.decode("utf-8", "backslashreplace")
+    return str(name)
+
+
+def as_bytes(name):
+    return name if isinstance(name, bytes) else str(name).encode("utf-8", "surrogateescape")
+
+
+def glob_regex(pattern):
+    """Compile a Redis glob pattern (as SCAN MATCH reads it) into an equivalent regex on bytes.
+
+    Used only to skip a key that an earlier pattern of the same run has already handled.
+    """
+    out, i, n = [], 0, len(pattern)
+    while i < n:
+        char = pattern[i : i + 1]
+        if char == b"*":
+            out.append(b".*")
+        elif char == b"?":
+            out.append(b".")
+        elif char == b"\\" and i + 1 < n:
+            i += 1
+            out.append(re.escape(pattern[i : i + 1]))
+        elif char == b"[":
+            i, char_class = _glob_class(pattern, i + 1)
+            out.append(char_class)
+        else:
+            out.append(re.escape(char))
+        i += 1
+    return re.compile(b"".join(out), re.DOTALL)
+
+
+def _glob_class(pattern, i):
+    """Translate the ``[...]`` class starting after its ``[``; returns (index of ``]``, regex)."""
+    n = len(pattern)
+    negate = pattern[i : i + 1] == b"^"
+    if negate:
+        i += 1
+    items = []
+    while i < n and pattern[i : i + 1] != b"]":
+        if pattern[i : i + 1] == b"\\" and i + 1 < n:
+            i += 1
+            items.append(re.escape(pattern[i : i + 1]))
+        elif i + 2 < n and pattern[i + 1 : i + 2] == b"-":
+            low, high = sorted((pattern[i], pattern[i + 2]))
+            items.append(re.escape(bytes([low])) + b"-" + re.escape(bytes([high])))
+            i += 2
+        else:
+            items.append(re.escape(pattern[i : i + 1]))
+        i += 1
+    if not items:
+        return i, b"." if negate else b"(?!)"
+    return i, b"[" + (b"^" if negate else b"") + b"".join(items) + b"]"
+
+
+def batched(iterable, size):
+    iterator = iter(iterable)
+    while True:
+        batch = list(islice(iterator, size))
+        if not batch:
+            return
+        yield batch
+
+
+def describe_error(exc, settings, action):
+    """An operator-facing sentence for a redis-py exception: what failed, where, what to do."""
+    endpoint = settings.endpoint
+    text = settings.scrub(exc)
+    if isinstance(exc, redis_errors.AuthenticationError):
+        user = settings.username or "default"
+        return (
+            f"Authentication to Redis at {endpoint} as user '{user}' failed: {text}. Check "
+            f"login_user and login_password (the password is never shown)."
+        )
+    if isinstance(exc, redis_errors.TimeoutError):
+        return (
+            f"Redis at {endpoint} did not answer within the timeout while {action}: {text}. "
+            f"The server may be busy, paused or unreachable; retry later or raise "
+            f"socket_timeout (now {settings.socket_timeout}s) and connect_timeout "
+            f"(now {settings.connect_timeout}s)."
+        )
+    if isinstance(exc, redis_errors.ConnectionError):
+        if _is_tls_failure(exc):
+            return (
+                f"TLS handshake with Redis at {endpoint} failed: {text}. Check that ca_certs "
+                f"is the CA that signed the server certificate, that the certificate names "
+                f"{settings.host}, and client_cert_file/client_key_file if the server asks "
+                f"for a client certificate. validate_certs: false turns checking off (unsafe)."
+            )
+        hint = "" if settings.tls else " If the server only accepts TLS, set tls: true."
+        return (
+            f"Cannot connect to Redis at {endpoint} while {action}: {text}. Check that "
+            f"redis-server is running there and that login_host/login_port (or "
+            f"login_unix_socket) are right.{hint}"
+        )
+    if isinstance(exc, redis_errors.ResponseError) and text.startswith("NOPERM"):
+        user = settings.username or "default"
+        return (
+            f"User '{user}' on Redis at {endpoint} lacks a permission needed while {action}: "
+            f"{text}. Grant it with ACL SETUSER or use another login_user."
+        )
+    return f"Redis at {endpoint} refused while {action}: {text}"
+
+
+def _is_tls_failure(exc):
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLError):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    text = str(exc)
+    return "SSL" in text or "certificate" in text.lower()
+
+
+def _command_permitted(client, *args):
+    """Whether the server knows a command and lets this user run it.
+
+    The probes are chosen so that the server rejects them only after its command lookup and
+    ACL check, without writing anything.
+    """
+    try:
+        client.execute_command(*args)
+    except redis_errors.ResponseError as exc:
+        text = str(exc)
+        return not (text.startswith("NOPERM") or "unknown command" in text)
+    return True
+
+
+class Migration:
+    """One run against one Redis endpoint. Use ``connect()``, then ``run()``."""
+
+    PROBE_KEY = b"storyart-migration:probe:never-written"
+
+    def __init__(self, settings, options):
+        if not HAS_REDIS:
+            raise MigrationError("the Python library 'redis' (redis-py) is not installed.")
+        settings.validate()
+        options.validate()
+        self.settings = settings
+        self.options = options
+        self.patterns = [as_bytes(p) for p in options.patterns]
+        self.index_names = [as_bytes(i) for i in options.indexes]
+        self.report = MigrationReport(
+            endpoint=settings.endpoint,
+            source_db=options.source_db,
+            target_db=options.target_db,
+            dry_run=options.dry_run,
+        )
+        self.facts = None
+        self.source = None
+        self.target = None
+
+    # Preflight -------------------------------------------------------------------------------
+
+    def connect(self):
+        """Reach the server, check it can take this migration, and pick the strategy."""
+        admin = self.settings.client(db=0)
+        self._call(admin.ping, "connecting")
+        self.facts = self._server_facts(admin)
+        self.report.server_version = self.facts.version_text
+        self._check_server()
+        self.source = self._open_db(self.options.source_db)
+        self.target = self._open_db(self.options.target_db)
+        self._check_index_types()
+        self.report.strategy = self._pick_strategy()
+        self.copy_script = self.source.register_script(COPY_SCRIPT)
+        self.index_script = self.source.register_script(INDEX_SCRIPT)
+        # Run both scripts on nothing: proves scripting is allowed before any key is touched.
+        self._call(lambda: self._copy_batch([], "plan"), "running a Lua script (EVALSHA)")
+        return self.facts
+
+    def _call(self, func, action):
+        try:
+            return func()
+        except redis_errors.RedisError as exc:
+            raise MigrationError(describe_error(exc, self.settings, action)) from None
+
+    def _server_facts(self, client):
+        try:
+            info = client.info()
+        except redis_errors.ResponseError as exc:
+            if not str(exc).startswith("NOPERM"):
+                raise MigrationError(describe_error(exc, self.settings, "reading INFO")) from None
+            info = self._hello(client)
+        except redis_errors.RedisError as exc:
+            raise MigrationError(describe_error(exc, self.settings, "reading INFO")) from None
+        version = tuple(int(p) for p in re.findall(rb"\d+", as_bytes(info["redis_version"]))[:3])
+        facts = ServerFacts(
+            version=version,
+            role=str(info.get("role", "master")),
+            cluster=bool(int(info.get("cluster_enabled", 0))),
+            used_memory=info.get("used_memory"),
+            maxmemory=info.get("maxmemory"),
+        )
+        try:
+            value = client.config_get("databases")
+        except redis_errors.ResponseError:
+            value = {}  # CONFIG denied or renamed: SELECT will tell instead
+        for name, number in value.items():
+            if display(name) == "databases":
+                facts.databases = int(number)
+        return facts
+
+    def _hello(self, client):
+        """Server facts for a user that may not run INFO (e.g. ACL -@dangerous)."""
+        try:
+            reply = client.execute_command("HELLO", "2")
+        except redis_errors.RedisError as exc:
+            raise MigrationError(
+                f"Cannot read the server's version and role at {self.settings.endpoint}: INFO "
+                f"is denied and HELLO failed ({self.settings.scrub(exc)}). Grant the user INFO "
+                f"or use Redis 6 or newer."
+            ) from None
+        if isinstance(reply, list):
+            reply = dict(zip(reply[::2], reply[1::2]))
+        reply = {display(k): v for k, v in reply.items()}
+        return {
+            "redis_version": reply.get("version", b"0"),
+            "role": display(reply.get("role", b"master")),
+            "cluster_enabled": 1 if display(reply.get("mode", b"")) == "cluster" else 0,
+        }
+
+    def _check_server(self):
+        endpoint = self.settings.endpoint
+        if self.facts.cluster:
+            raise MigrationError(
+                f"Redis at {endpoint} runs in cluster mode, which has only db 0 and refuses "
+                f"SELECT: there is no db {self.options.source_db} to migrate from. Point the "
+                f"module at a standalone Redis."
+            )
+        if self.facts.role not in ("master", "primary"):
+            raise MigrationError(
+                f"Redis at {endpoint} is a replica ({self.facts.role}): writes there are "
+                f"refused or lost at the next sync. Point login_host/login_port at the primary."
+            )
+        databases = self.facts.databases
+        for option in ("source_db", "target_db"):
+            db = getattr(self.options, option)
+            if databases is not None and db >= databases:
+                raise MigrationError(
+                    f"{option} {db} does not exist on Redis at {endpoint}: the server has "
+                    f"{databases} databases (0 to {databases - 1}). Fix {option}, or raise "
+                    f"'databases' in redis.conf."
+                )
+
+    def _open_db(self, db):
+        client = self.settings.client(db=db)
+        try:
+            client.ping()
+        except redis_errors.ResponseError as exc:
+            text = self.settings.scrub(exc)
+            if "out of range" in text or "invalid DB index" in text:
+                raise MigrationError(
+                    f"db {db} does not exist on Redis at {self.settings.endpoint} ({text}). "
+                    f"Fix source_db/target_db, or raise 'databases' in redis.conf."
+                ) from None
+            if "cluster" in text.lower():
+                raise MigrationError(
+                    f"Redis at {self.settings.endpoint} runs in cluster mode and refuses "
+                    f"SELECT ({text}). Point the module at a standalone Redis."
+                ) from None
+            raise MigrationError(describe_error(exc, self.settings, f"selecting db {db}")) from None
+        except redis_errors.RedisError as exc:
+            raise MigrationError(describe_error(exc, self.settings, f"selecting db {db}")) from None
+        return client
+
+    def _check_index_types(self):
+        for name in self.index_names:
+            for db, client in (
+                (self.options.source_db, self.source),
+                (self.options.target_db, self.target),
+            ):
+                kind = display(self._call(lambda c=client, k=name: c.type(k), "reading TYPE"))
+                if kind not in ("zset", "none"):
+                    raise MigrationError(
+                        f"index {display(name)!r} in db {db} on {self.settings.endpoint} is a "
+                        f"{kind}, not a sorted set. Nothing was changed. Check the indexes "
+                        f"option, or move that key away before migrating."
+                    )
+
+    def _pick_strategy(self):
+        requested = self.options.strategy
+        copy_ok = self.facts.version >= (6, 2) and self._call(
+            lambda: _command_permitted(self.source, "COPY", self.PROBE_KEY, self.PROBE_KEY),
+            "checking COPY",
+        )
+        if copy_ok and requested in ("auto", "copy"):
+            return "copy"
+        if requested == "copy":
+            raise MigrationError(
+                f"strategy 'copy' needs the COPY command, which Redis {self.facts.version_text} "
+                f"at {self.settings.endpoint} lacks, has renamed or denies to this user. Use "
+                f"strategy 'auto' or 'dump-restore'."
+            )
+        denied = [
+            name
+            for name, probe in (
+                ("DUMP", ("DUMP", self.PROBE_KEY)),
+                ("RESTORE", ("RESTORE", self.PROBE_KEY, "0", "not-a-dump-payload")),
+            )
+            if not self._call(
+                lambda p=probe: _command_permitted(self.target, *p), f"checking {name}"
+            )
+        ]
+        if denied:
+            user = self.settings.username or "default"
+            raise MigrationError(
+                f"Cannot copy keys on Redis at {self.settings.endpoint}: COPY is unavailable "
+                f"(needs Redis 6.2+ and permission) and user '{user}' may not run "
+                f"{' and '.join(denied)}. Grant COPY, or DUMP and RESTORE, with ACL SETUSER."
+            )
+        return "dump-restore"
+
+    # The run ---------------------------------------------------------------------------------
+
+    def run(self):
+        """Copy, merge and verify. Returns the report; raises MigrationError if cut short."""
+        if self.source is None:
+            self.connect()
+        started = time.monotonic()
+        mode = (
+            "plan"
+            if self.options.dry_run
+            else {"copy": "copy", "dump-restore": "restore"}[self.report.strategy]
+        )
+        action = "copying keys"
+        try:
+            for batch in batched(self._matching_keys(), self.options.batch_size):
+                self._handle_keys(list(dict.fromkeys(batch)), mode)
+            action = "merging indexes"
+            for name in self.index_names:
+                self._merge_index(name)
+        except redis_errors.RedisError as exc:
+            self.report.aborted = describe_error(exc, self.settings, action)
+        finally:
+            self.report.duration = time.monotonic() - started
+        if self.report.aborted:
+            raise MigrationError(
+                f"{self.report.aborted} Counts so far: {self.report.summary()}. Nothing is "
+                f"lost: rerun the migration once Redis answers, it skips what is already done.",
+                report=self.report,
+            )
+        return self.report
+
+    def _matching_keys(self):
+        """Every source key matching a pattern, once per pattern list, never all at once."""
+        done = []
+        count = max(self.options.batch_size, 10)
+        for pattern in self.patterns:
+            for key in self.source.scan_iter(match=pattern, count=count):
+                if key in self.index_names or any(rx.fullmatch(key) for rx in done):
+                    continue
+                yield key
+            done.append(glob_regex(pattern))
+
+    def _copy_batch(self, keys, mode):
+        return self.copy_script(
+            keys=keys, args=[self.options.source_db, self.options.target_db, mode]
+        )
+
+    def _handle_keys(self, keys, mode):
+        report = self.report
+        report.found += len(keys)
+        try:
+            outcomes = self._copy_batch(keys, mode)
+        except redis_errors.ResponseError as exc:
+            error = self.settings.scrub(exc)
+            report.failed += len(keys)
+            for key in keys:
+                report.add_error(key, error)
+            return
+        copied = []
+        for key, outcome in zip(keys, outcomes):
+            if outcome == COPIED:
+                report.migrated += 1
+                report.add_sample("migrated", key)
+                copied.append(key)
+            elif outcome == PRESENT:
+                report.skipped += 1
+                report.add_sample("skipped", key)
+            elif outcome == GONE:
+                report.expired += 1
+                report.add_sample("expired", key)
+            else:
+                report.failed += 1
+                report.add_error(key, self.settings.scrub(display(outcome)))
+        if mode != "plan":
+            self._verify_keys(copied)
+
+    def _verify_keys(self, copied):
+        """Read back the keys this batch copied; a key gone from both dbs has expired since."""
+        if not copied or self.target.exists(*copied) == len(copied):
+            return
+        in_target = self._each(self.target, "exists", copied)
+        missing = [key for key, found in zip(copied, in_target) if not found]
+        in_source = self._each(self.source, "exists", missing)
+        for key, still_there in zip(missing, in_source):
+            if still_there:
+                self.report.add_missing(f"key {display(key)}")
+            else:
+                self.report.expired_after_copy += 1
+
+    @staticmethod
+    def _each(client, command, keys, *args):
+        pipe = client.pipeline(transaction=False)
+        for key in keys:
+            getattr(pipe, command)(*args, key)
+        return pipe.execute()
+
+    def _merge_index(self, name):
+        index = IndexReport(name=name)
+        self.report.indexes.append(index)
+        mode = "plan" if self.options.dry_run else "merge"
+        entries = self.source.zscan_iter(name, count=self.options.batch_size, score_cast_func=bytes)
+        for batch in batched(entries, self.options.batch_size):
+            index.found += len(batch)
+            args = [self.options.source_db, self.options.target_db, mode]
+            for member, score in batch:
+                args += [score, member]
+            try:
+                added, present, orphans = self.index_script(keys=[name], args=args)
+            except redis_errors.ResponseError as exc:
+                index.failed += len(batch)
+                self.report.add_error(name, self.settings.scrub(exc))
+                continue
+            index.added += added
+            index.present += present
+            index.orphans += orphans
+            if mode != "plan":
+                members = [member for member, _ in batch]
+                scores = self._each(self.target, "zscore", members, name)
+                for member, score in zip(members, scores):
+                    if score is None:
+                        index.missing += 1
+                        self.report.add_missing(f"index {display(name)} member {display(member)}")
+
+
+def migrate(settings, options):
+    """Run one migration. Returns the report; raises MigrationError with a clear message."""
+    migration = Migration(settings, options)
+    migration.connect()
+    return migration.run()

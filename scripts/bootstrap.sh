@@ -1,0 +1,41 @@
+# Sourced by the other scripts: installs what a fresh Debian 12 machine lacks (redis-server,
+# python3-venv) and keeps .venv/ in step with the requirements files. Safe to run again.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+VENV="$ROOT/.venv"
+
+apt_install() {
+    local sudo=""
+    if [ "$(id -u)" != 0 ]; then
+        command -v sudo >/dev/null || { echo "Please install as root: $*" >&2; exit 1; }
+        sudo=sudo
+    fi
+    echo "Installing with apt: $*"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
+}
+
+missing=()
+command -v redis-server >/dev/null || missing+=(redis-server)
+command -v redis-cli >/dev/null || missing+=(redis-tools)
+python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
+if [ "${#missing[@]}" -gt 0 ]; then
+    apt_install "${missing[@]}"
+fi
+
+want=$(cat "$ROOT/requirements.txt" "$ROOT/requirements-dev.txt" | sha256sum | cut -d' ' -f1)
+if [ ! -x "$VENV/bin/python" ] || [ "$(cat "$VENV/.requirements.sha256" 2>/dev/null)" != "$want" ]; then
+    echo "Setting up $VENV"
+    python3 -m venv "$VENV"
+    # Some machines' package mirrors warn about every index they lack: hide only those lines.
+    # pipefail still stops here when pip fails.
+    "$VENV/bin/pip" install -q -r "$ROOT/requirements-dev.txt" 2>&1 |
+        { grep -v '^WARNING: Location' || true; }
+    "$VENV/bin/python" -c 'import ansible, redis, pytest' # fails loudly if the install did
+    echo "$want" >"$VENV/.requirements.sha256"
+fi
+
+export PATH="$VENV/bin:$PATH"
+export ANSIBLE_CONFIG="$ROOT/ansible.cfg"
+cd "$ROOT"

@@ -1,0 +1,180 @@
+"""Real redis-server processes for the tests: each on a free port, in a temp dir, never saved."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import redis
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "module_utils"))
+
+import redis_db_migration as engine  # noqa: E402
+
+REDIS_SERVER = shutil.which("redis-server")
+SESSION = b"storyart:session:"
+INDEX = b"storyart:sessions:index"
+PATTERN = "storyart:session:*"
+
+
+def free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    """A throwaway redis-server. ``config`` lines are appended to its redis.conf."""
+
+    def __init__(self, workdir: Path, config=(), password=None):
+        self.dir = workdir
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.config = list(config)
+        self.password = password
+        self.port = None
+        self.unix_socket = str(self.dir / "redis.sock")
+        self.process = None
+
+    def start(self):
+        for _ in range(5):
+            self.port = self.port or free_port()
+            conf = self.dir / "redis.conf"
+            lines = [
+                f"port {self.port}",
+                "bind 127.0.0.1",
+                'save ""',
+                "appendonly no",
+                f"dir {self.dir}",
+                f"unixsocket {self.unix_socket}",
+                "unixsocketperm 700",
+                f"logfile {self.dir / 'redis.log'}",
+                *self.config,
+            ]
+            conf.write_text("\n".join(lines) + "\n")
+            self.process = subprocess.Popen([REDIS_SERVER, str(conf)], cwd=self.dir)
+            if self._wait_ready():
+                return self
+            self.process.kill()
+            self.process.wait()
+            self.port = None
+        log = (self.dir / "redis.log").read_text(errors="replace")[-2000:]
+        raise RuntimeError(f"redis-server did not start:\n{log}")
+
+    def _wait_ready(self, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                return False
+            if os.path.exists(self.unix_socket):
+                try:
+                    raw = redis.Redis(unix_socket_path=self.unix_socket, password=self.password)
+                    raw.ping()
+                    return True
+                except redis.exceptions.ConnectionError:
+                    pass
+                except redis.exceptions.ResponseError:
+                    return True  # up, but e.g. the default user is disabled
+            time.sleep(0.02)
+        return False
+
+    def stop(self):
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def kill(self):
+        """SIGKILL: the server dies mid-whatever, as in a crash."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def client(self, db=0, **kwargs) -> redis.Redis:
+        kwargs.setdefault("password", self.password)
+        return redis.Redis(unix_socket_path=self.unix_socket, db=db, **kwargs)
+
+    def settings(self, **kwargs) -> engine.ConnectionSettings:
+        kwargs.setdefault("password", self.password)
+        return engine.ConnectionSettings(host="127.0.0.1", port=self.port, **kwargs)
+
+    def rdb_changes(self) -> int:
+        """Writes the server has applied since start: proves a run wrote nothing."""
+        return int(self.client().info("persistence")["rdb_changes_since_last_save"])
+
+
+@pytest.fixture
+def redis_factory(tmp_path):
+    """Start servers with extra config lines: ``redis_factory("rename-command COPY \\"\\"")``."""
+    if REDIS_SERVER is None:
+        pytest.fail("redis-server is not installed: apt-get install -y redis-server")
+    servers = []
+
+    def start(*config, password=None):
+        server = RedisServer(tmp_path / f"redis{len(servers)}", config, password).start()
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+@pytest.fixture
+def redis_server(redis_factory) -> RedisServer:
+    return redis_factory()
+
+
+def snapshot(client: redis.Redis, match="*"):
+    """Every key of the client's db: type, DUMP payload and absolute expiry in ms (-1: none)."""
+    state = {}
+    for key in client.scan_iter(match=match, count=1000):
+        state[key] = (
+            client.type(key),
+            client.dump(key),
+            client.execute_command("PEXPIRETIME", key),
+        )
+    return state
+
+
+def zset(client: redis.Redis, key=INDEX):
+    return dict(client.zrange(key, 0, -1, withscores=True))
+
+
+def seed_sessions(client: redis.Redis, count, start=1704067200000, ttl=604800, prefix=SESSION):
+    """``count`` StoryArt sessions with a TTL and their index entries, like the app writes."""
+    pipe = client.pipeline(transaction=False)
+    names = []
+    for n in range(count):
+        stamp = start + n * 1000
+        key = prefix + str(stamp).encode()
+        names.append(key)
+        pipe.set(key, b'{"story":"draft %d","panels":[1,2,3]}' % n, ex=ttl)
+        pipe.zadd(INDEX, {key: stamp})
+    pipe.execute()
+    return names
+
+
+def run(server: RedisServer, *, dry_run=False, patterns=(PATTERN,), indexes=(INDEX,),
+        settings=None, **options):
+    """Migrate db 1 to db 0 on ``server`` with the engine, as the module does."""
+    return engine.migrate(
+        settings or server.settings(),
+        engine.MigrationOptions(
+            source_db=options.pop("source_db", 1),
+            target_db=options.pop("target_db", 0),
+            patterns=tuple(patterns),
+            indexes=tuple(indexes),
+            dry_run=dry_run,
+            **options,
+        ),
+    )
