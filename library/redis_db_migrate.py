@@ -119,8 +119,12 @@ attributes:
 notes:
   - SCAN may return a key twice while the server resizes its tables. Such a key is handled
     twice and counted once as migrated and once as skipped; nothing is overwritten.
-  - On servers older than 7.0 a key copied with DUMP/RESTORE may live up to a millisecond longer
-    in the target than in the source.
+  - On servers older than 7.0 a key copied with DUMP/RESTORE gets the source's remaining TTL,
+    which may end a few milliseconds later in the target (longer for values of several MB).
+    Redis 7.0 and newer restore the exact absolute expiry.
+  - Each batch is checked against ACL key permissions as a whole, so one key the user may not
+    touch fails its whole batch; the other keys are reported failed and copied by a rerun with
+    the right permissions.
 author:
   - StoryArt operations
 """

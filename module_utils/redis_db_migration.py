@@ -52,7 +52,9 @@ ERROR_LIST_SIZE = 20
 COPIED, PRESENT, GONE = 0, 1, 2
 
 # KEYS: a batch of key names found in the source db.
-# ARGV: source db, target db, mode ('plan', 'copy' or 'restore').
+# ARGV: source db, target db, mode ('plan', 'copy', 'restore' or 'restore-abs').
+# 'restore-abs' (Redis 7.0+) restores at the source's absolute expiry (PEXPIRETIME + ABSTTL);
+# 'restore' (older servers) uses the relative PTTL, which may add a millisecond.
 # Returns one reply per key: 0 copied (or, when planning, to copy), 1 already in the target,
 # 2 gone from the source (expired), or the error text of a write that failed.
 # The whole batch runs atomically, so the classification cannot race with the write.
@@ -72,26 +74,34 @@ if mode == 'copy' then
   for i, key in ipairs(KEYS) do
     if out[i] == 0 then
       local r = redis.pcall('COPY', key, key, 'DB', dst)
-      if type(r) == 'table' then out[i] = r.err elseif r == 0 then out[i] = 1 end
+      if type(r) == 'table' and r.err then out[i] = r.err elseif r == 0 then out[i] = 1 end
     end
   end
-elseif mode == 'restore' then
+elseif mode ~= 'plan' then
+  local absolute = mode == 'restore-abs'
   for i, key in ipairs(KEYS) do
     if out[i] == 0 then
       redis.call('SELECT', src)
       local payload = redis.pcall('DUMP', key)
-      local ttl = redis.call('PTTL', key)
+      local ttl = redis.call(absolute and 'PEXPIRETIME' or 'PTTL', key)
+      local r
       if type(payload) == 'table' then
-        out[i] = payload.err
-      elseif ttl == 0 then
+        r = payload
+      elseif ttl == 0 and not absolute then
         -- expires within this millisecond: RESTORE with 0 would make it persistent
         out[i] = 2
       else
-        if ttl < 0 then ttl = 0 end
         redis.call('SELECT', dst)
-        local r = redis.pcall('RESTORE', key, ttl, payload)
-        if type(r) == 'table' then out[i] = r.err end
+        if ttl < 0 then
+          r = redis.pcall('RESTORE', key, 0, payload)
+        elseif absolute then
+          r = redis.pcall('RESTORE', key, ttl, payload, 'ABSTTL')
+        else
+          r = redis.pcall('RESTORE', key, ttl, payload)
+        end
       end
+      -- a status reply ({ok = 'OK'}) is a table too: only an error replaces the outcome
+      if type(r) == 'table' and r.err then out[i] = r.err end
     end
   end
 end
@@ -372,14 +382,14 @@ class MigrationReport:
         else:
             parts.append(f"VERIFICATION FAILED: {self.missing} missing in db {self.target_db}")
         parts.append(f"{self.duration:.2f}s, {self.keys_per_second} keys/s")
+        if self.aborted:
+            parts.append("STOPPED before the end")
         failures = self.failed + self.index_total("failed")
         if failures:
             parts.append(
                 f"FAILED: {failures} keys or index entries could not be copied, see 'errors'; "
                 f"fix the cause and rerun, done work is skipped"
             )
-        if self.aborted:
-            parts.append(f"STOPPED: {self.aborted}")
         return "; ".join(parts)
 
     def as_dict(self):
@@ -416,6 +426,7 @@ class MigrationReport:
             errors=self.errors,
             duration=round(self.duration, 3),
             keys_per_second=self.keys_per_second,
+            aborted=self.aborted,
             msg=self.summary(),
         )
 
@@ -453,28 +464,37 @@ def as_bytes(name):
     return name if isinstance(name, bytes) else str(name).encode("utf-8", "surrogateescape")
 
 
-def glob_regex(pattern):
-    """Compile a Redis glob pattern (as SCAN MATCH reads it) into an equivalent regex on bytes.
+def glob_matcher(pattern):
+    """A predicate telling whether Redis' SCAN MATCH ``pattern`` matches a key name.
 
-    Used only to skip a key that an earlier pattern of the same run has already handled.
+    It is used only to skip a key that an earlier pattern of the same run has handled, so it
+    must never claim a match Redis would not make: that key would never be migrated. Where
+    Redis differs by platform (range bounds of 0x80 and above compare as signed chars on x86,
+    unsigned on ARM), it claims a match only when both readings agree. Missing a match is
+    harmless: the key is then handled twice, and the second time counts as skipped.
     """
-    out, i, n = [], 0, len(pattern)
+    regex = re.compile(b"".join(_glob_parts(pattern)), re.DOTALL)
+    # SCAN matches the empty key name only with the pattern '*', which it does not even check.
+    return lambda key: pattern == b"*" if key == b"" else regex.fullmatch(key) is not None
+
+
+def _glob_parts(pattern):
+    i, n = 0, len(pattern)
     while i < n:
         char = pattern[i : i + 1]
         if char == b"*":
-            out.append(b".*")
+            yield b".*"
         elif char == b"?":
-            out.append(b".")
+            yield b"."
         elif char == b"\\" and i + 1 < n:
             i += 1
-            out.append(re.escape(pattern[i : i + 1]))
+            yield re.escape(pattern[i : i + 1])
         elif char == b"[":
             i, char_class = _glob_class(pattern, i + 1)
-            out.append(char_class)
+            yield char_class
         else:
-            out.append(re.escape(char))
+            yield re.escape(char)
         i += 1
-    return re.compile(b"".join(out), re.DOTALL)
 
 
 def _glob_class(pattern, i):
@@ -483,21 +503,37 @@ def _glob_class(pattern, i):
     negate = pattern[i : i + 1] == b"^"
     if negate:
         i += 1
-    items = []
+    members = set()
     while i < n and pattern[i : i + 1] != b"]":
         if pattern[i : i + 1] == b"\\" and i + 1 < n:
             i += 1
-            items.append(re.escape(pattern[i : i + 1]))
+            members.add(pattern[i])
         elif i + 2 < n and pattern[i + 1 : i + 2] == b"-":
-            low, high = sorted((pattern[i], pattern[i + 2]))
-            items.append(re.escape(bytes([low])) + b"-" + re.escape(bytes([high])))
+            members |= _glob_range(pattern[i], pattern[i + 2], widest=negate)
             i += 2
         else:
-            items.append(re.escape(pattern[i : i + 1]))
+            members.add(pattern[i])
         i += 1
-    if not items:
+    if not members:
         return i, b"." if negate else b"(?!)"
-    return i, b"[" + (b"^" if negate else b"") + b"".join(items) + b"]"
+    body = b"".join(re.escape(bytes([byte])) for byte in sorted(members))
+    return i, b"[" + (b"^" if negate else b"") + body + b"]"
+
+
+def _glob_range(first, last, widest):
+    """Bytes in a class range under both signed and unsigned char readings (see glob_matcher).
+
+    A negated class must exclude every byte either reading holds, so it takes the union.
+    """
+
+    def signed(byte):
+        return byte - 256 if byte > 127 else byte
+
+    low, high = sorted((first, last))
+    unsigned = set(range(low, high + 1))
+    low, high = sorted((signed(first), signed(last)))
+    as_signed = {byte for byte in range(256) if low <= signed(byte) <= high}
+    return unsigned | as_signed if widest else unsigned & as_signed
 
 
 def batched(iterable, size):
@@ -512,13 +548,9 @@ def batched(iterable, size):
 def describe_error(exc, settings, action):
     """An operator-facing sentence for a redis-py exception: what failed, where, what to do."""
     endpoint = settings.endpoint
-    text = settings.scrub(exc)
-    if isinstance(exc, redis_errors.AuthenticationError):
-        user = settings.username or "default"
-        return (
-            f"Authentication to Redis at {endpoint} as user '{user}' failed: {text}. Check "
-            f"login_user and login_password (the password is never shown)."
-        )
+    text = settings.scrub(exc).rstrip(".")
+    if is_auth_failure(exc):
+        return _authentication_failure(settings, text)
     if isinstance(exc, redis_errors.TimeoutError):
         return (
             f"Redis at {endpoint} did not answer within the timeout while {action}: {text}. "
@@ -540,13 +572,47 @@ def describe_error(exc, settings, action):
             f"redis-server is running there and that login_host/login_port (or "
             f"login_unix_socket) are right.{hint}"
         )
-    if isinstance(exc, redis_errors.ResponseError) and text.startswith("NOPERM"):
+    if isinstance(exc, redis_errors.ResponseError) and is_noperm(exc):
         user = settings.username or "default"
         return (
             f"User '{user}' on Redis at {endpoint} lacks a permission needed while {action}: "
             f"{text}. Grant it with ACL SETUSER or use another login_user."
         )
     return f"Redis at {endpoint} refused while {action}: {text}"
+
+
+def _authentication_failure(settings, text):
+    if not settings.password:
+        return (
+            f"Authentication to Redis at {settings.endpoint} failed: the server requires a "
+            f"password and login_password is not set. Set login_password (and login_user for "
+            f"an ACL user)."
+        )
+    return (
+        f"Authentication to Redis at {settings.endpoint} as user "
+        f"'{settings.username or 'default'}' failed: {text}. Check login_user and "
+        f"login_password (the password is never shown)."
+    )
+
+
+def is_auth_failure(exc):
+    """Whether the server refused the credentials (redis-py 4.x reports some as ResponseError)."""
+    if isinstance(exc, redis_errors.AuthenticationError):
+        return True
+    text = str(exc)
+    return isinstance(exc, redis_errors.ResponseError) and (
+        text.startswith(("WRONGPASS", "NOAUTH"))
+        or "invalid password" in text
+        or "without any password configured" in text
+    )
+
+
+def is_noperm(exc):
+    """Whether the server refused for lack of ACL permission (redis-py 8 strips the code)."""
+    if getattr(exc, "status_code", None) == "NOPERM":
+        return True
+    denied = getattr(redis_errors, "NoPermissionError", ())
+    return isinstance(exc, denied) or str(exc).startswith("NOPERM")
 
 
 def _is_tls_failure(exc):
@@ -568,8 +634,7 @@ def _command_permitted(client, *args):
     try:
         client.execute_command(*args)
     except redis_errors.ResponseError as exc:
-        text = str(exc)
-        return not (text.startswith("NOPERM") or "unknown command" in text)
+        return not (is_noperm(exc) or "unknown command" in str(exc))
     return True
 
 
@@ -626,9 +691,9 @@ class Migration:
         try:
             info = client.info()
         except redis_errors.ResponseError as exc:
-            if not str(exc).startswith("NOPERM"):
+            if not is_noperm(exc):
                 raise MigrationError(describe_error(exc, self.settings, "reading INFO")) from None
-            info = self._hello(client)
+            info = self._hello()
         except redis_errors.RedisError as exc:
             raise MigrationError(describe_error(exc, self.settings, "reading INFO")) from None
         version = tuple(int(p) for p in re.findall(rb"\d+", as_bytes(info["redis_version"]))[:3])
@@ -648,16 +713,22 @@ class Migration:
                 facts.databases = int(number)
         return facts
 
-    def _hello(self, client):
-        """Server facts for a user that may not run INFO (e.g. ACL -@dangerous)."""
+    def _hello(self):
+        """Server facts for a user that may not run INFO (e.g. ACL -@dangerous).
+
+        HELLO 2 switches its connection to RESP2, so it runs on a throwaway client.
+        """
+        probe = self.settings.client(db=0)
         try:
-            reply = client.execute_command("HELLO", "2")
+            reply = probe.execute_command("HELLO", "2")
         except redis_errors.RedisError as exc:
             raise MigrationError(
                 f"Cannot read the server's version and role at {self.settings.endpoint}: INFO "
                 f"is denied and HELLO failed ({self.settings.scrub(exc)}). Grant the user INFO "
                 f"or use Redis 6 or newer."
             ) from None
+        finally:
+            probe.close()
         if isinstance(reply, list):
             reply = dict(zip(reply[::2], reply[1::2]))
         reply = {display(k): v for k, v in reply.items()}
@@ -765,11 +836,7 @@ class Migration:
         if self.source is None:
             self.connect()
         started = time.monotonic()
-        mode = (
-            "plan"
-            if self.options.dry_run
-            else {"copy": "copy", "dump-restore": "restore"}[self.report.strategy]
-        )
+        mode = self._copy_mode()
         action = "copying keys"
         try:
             for batch in batched(self._matching_keys(), self.options.batch_size):
@@ -783,11 +850,18 @@ class Migration:
             self.report.duration = time.monotonic() - started
         if self.report.aborted:
             raise MigrationError(
-                f"{self.report.aborted} Counts so far: {self.report.summary()}. Nothing is "
+                f"{self.report.aborted}. Counts so far: {self.report.summary()}. Nothing is "
                 f"lost: rerun the migration once Redis answers, it skips what is already done.",
                 report=self.report,
             )
         return self.report
+
+    def _copy_mode(self):
+        if self.options.dry_run:
+            return "plan"
+        if self.report.strategy == "copy":
+            return "copy"
+        return "restore-abs" if self.facts.version >= (7, 0) else "restore"
 
     def _matching_keys(self):
         """Every source key matching a pattern, once per pattern list, never all at once."""
@@ -795,10 +869,10 @@ class Migration:
         count = max(self.options.batch_size, 10)
         for pattern in self.patterns:
             for key in self.source.scan_iter(match=pattern, count=count):
-                if key in self.index_names or any(rx.fullmatch(key) for rx in done):
+                if key in self.index_names or any(matches(key) for matches in done):
                     continue
                 yield key
-            done.append(glob_regex(pattern))
+            done.append(glob_matcher(pattern))
 
     def _copy_batch(self, keys, mode):
         return self.copy_script(
@@ -810,6 +884,10 @@ class Migration:
         report.found += len(keys)
         try:
             outcomes = self._copy_batch(keys, mode)
+            if len(outcomes) != len(keys):
+                raise redis_errors.ResponseError(
+                    f"the copy script returned {len(outcomes)} outcomes for {len(keys)} keys"
+                )
         except redis_errors.ResponseError as exc:
             error = self.settings.scrub(exc)
             report.failed += len(keys)

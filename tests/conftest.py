@@ -164,8 +164,15 @@ def seed_sessions(client: redis.Redis, count, start=1704067200000, ttl=604800, p
     return names
 
 
-def run(server: RedisServer, *, dry_run=False, patterns=(PATTERN,), indexes=(INDEX,),
-        settings=None, **options):
+def run(
+    server: RedisServer,
+    *,
+    dry_run=False,
+    patterns=(PATTERN,),
+    indexes=(INDEX,),
+    settings=None,
+    **options,
+):
     """Migrate db 1 to db 0 on ``server`` with the engine, as the module does."""
     return engine.migrate(
         settings or server.settings(),

@@ -1,0 +1,526 @@
+"""Bad input against real redis-server processes: every case must end in a MigrationError.
+
+Each message must name the problem and the fix, never carry the password or a traceback, and
+a failed preflight must leave both databases exactly as they were.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from types import SimpleNamespace
+
+import pytest
+import redis
+from conftest import INDEX, PATTERN, engine, free_port, run, seed_sessions, snapshot, zset
+
+PASSWORD = "s3cr3t-Pa55-do-not-leak"  # noqa: S105 - a test server's password
+WRONG_PASSWORD = "wr0ng-Pa55-also-do-not-leak"  # noqa: S105
+SESSIONS = 20
+
+
+# Helpers -------------------------------------------------------------------------------------
+
+
+def expect_error(call, *facts, secrets=()):
+    """Run ``call``; it must raise MigrationError whose message holds every fact (any case)."""
+    with pytest.raises(engine.MigrationError) as caught:
+        call()
+    message = str(caught.value)
+    print(f"\nMigrationError: {message}")
+    for fact in facts:
+        assert fact.lower() in message.lower(), f"{fact!r} missing from: {message}"
+    for secret in (PASSWORD, WRONG_PASSWORD, *secrets):
+        assert secret not in message, f"secret leaked in: {message}"
+    assert "Traceback" not in message
+    assert 'File "' not in message
+    return caught.value
+
+
+def state(server, dbs=(0, 1)):
+    """Everything a run could change: the server's write counter and a snapshot of each db."""
+    return server.rdb_changes(), {db: snapshot(server.client(db)) for db in dbs}
+
+
+def seed(server, count=SESSIONS):
+    """Sessions and their index in db 1, plus an unrelated key and one old session in db 0."""
+    names = seed_sessions(server.client(1), count)
+    target = server.client(0)
+    target.set(b"app:config", b"keep me")
+    seed_sessions(target, 1, start=1600000000000)
+    return names
+
+
+def assert_migrated(server, names):
+    """Every session of db 1 is in db 0 with the same value and expiry; the index is merged."""
+    source, target = server.client(1), server.client(0)
+    source_sessions = snapshot(source, match=PATTERN)
+    assert set(names) <= set(source_sessions)
+    target_sessions = snapshot(target, match=PATTERN)
+    for name, (kind, payload, expires) in source_sessions.items():
+        assert expires > 0
+        copied_kind, copied_payload, copied_expires = target_sessions[name]
+        assert (copied_kind, copied_payload) == (kind, payload), name
+        assert copied_expires == expires, (
+            f"{name!r}: expiry in db 0 is {copied_expires - expires:+d} ms off the source's"
+        )
+    assert zset(source).items() <= zset(target).items()
+
+
+def options(**overrides):
+    values = dict(source_db=1, target_db=0, patterns=(PATTERN,), indexes=(INDEX,))
+    values.update(overrides)
+    return engine.MigrationOptions(**values)
+
+
+def nowhere(**kwargs):
+    """Settings for a port where nothing listens: any connection attempt would fail."""
+    return engine.ConnectionSettings(
+        host="127.0.0.1", port=free_port(), password=PASSWORD, **kwargs
+    )
+
+
+def secured(redis_factory, *config):
+    return redis_factory(f"requirepass {PASSWORD}", *config, password=PASSWORD)
+
+
+def wait_for(predicate, what, timeout=15.0):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(0.05)
+
+
+# 1. Unreachable ------------------------------------------------------------------------------
+
+
+def test_unreachable_server_names_the_endpoint():
+    settings = nowhere()
+    expect_error(
+        lambda: engine.migrate(settings, options()),
+        f"127.0.0.1:{settings.port}",
+        "login_host",
+        "login_port",
+    )
+
+
+# 2. Authentication ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("password", [WRONG_PASSWORD, None], ids=["wrong-password", "none"])
+def test_requirepass_authentication_failure(redis_factory, password):
+    server = secured(redis_factory)
+    seed(server)
+    before = state(server)
+    expect_error(
+        lambda: run(server, settings=server.settings(password=password)),
+        "authentication",
+        "failed",
+        f"127.0.0.1:{server.port}",
+        "login_password",
+    )
+    assert state(server) == before
+
+
+def test_acl_user_wrong_password(redis_factory):
+    server = redis_factory(f"user migrator on >{PASSWORD} ~* &* +@all")
+    seed(server)
+    before = state(server)
+    settings = server.settings(username="migrator", password=WRONG_PASSWORD)
+    expect_error(
+        lambda: run(server, settings=settings),
+        "authentication",
+        "failed",
+        "migrator",
+        f"127.0.0.1:{server.port}",
+    )
+    assert state(server) == before
+
+
+# 3. TLS --------------------------------------------------------------------------------------
+
+
+def _openssl(directory, *args):
+    subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
+
+
+def _make_ca(directory, name):
+    _openssl(
+        directory, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+        "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.crt", "-days", "2",
+        "-subj", f"/CN=StoryArt test {name}",
+        "-addext", "basicConstraints=critical,CA:TRUE",
+        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
+    )  # fmt: skip
+    return str(directory / f"{name}.crt")
+
+
+@pytest.fixture(scope="module")
+def certs(tmp_path_factory):
+    """A CA, a server certificate it signed for 127.0.0.1/localhost, and an unrelated CA."""
+    if shutil.which("openssl") is None:
+        pytest.fail("the openssl command is needed to make test certificates")
+    directory = tmp_path_factory.mktemp("tls")
+    ca = _make_ca(directory, "ca")
+    wrong_ca = _make_ca(directory, "wrong-ca")
+    (directory / "server.ext").write_text(
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
+        "basicConstraints=CA:FALSE\n"
+        "keyUsage=critical,digitalSignature\n"
+        "extendedKeyUsage=serverAuth\n"
+    )
+    _openssl(
+        directory, "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+        "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost",
+    )  # fmt: skip
+    _openssl(
+        directory, "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "server.ext",
+    )  # fmt: skip
+    return SimpleNamespace(
+        ca=ca,
+        wrong_ca=wrong_ca,
+        cert=str(directory / "server.crt"),
+        key=str(directory / "server.key"),
+    )
+
+
+@pytest.fixture
+def tls_server(redis_factory, certs):
+    """A server that listens on TLS only (its plain port is 0), with sessions seeded."""
+    tls_port = free_port()
+    server = secured(
+        redis_factory,
+        "port 0",
+        f"tls-port {tls_port}",
+        f"tls-cert-file {certs.cert}",
+        f"tls-key-file {certs.key}",
+        f"tls-ca-cert-file {certs.ca}",
+        "tls-auth-clients no",
+    )
+    server.tls_port = tls_port
+    server.names = seed(server)
+    return server
+
+
+def tls_settings(server, **kwargs):
+    kwargs.setdefault("tls", True)
+    return engine.ConnectionSettings(
+        host="127.0.0.1", port=server.tls_port, password=PASSWORD, **kwargs
+    )
+
+
+def test_tls_with_the_right_ca_migrates(tls_server, certs):
+    source_before = snapshot(tls_server.client(1))
+    report = run(tls_server, settings=tls_settings(tls_server, ca_certs=certs.ca))
+    assert report.ok
+    assert report.migrated == SESSIONS
+    assert report.verified is True
+    assert_migrated(tls_server, tls_server.names)
+    assert snapshot(tls_server.client(1)) == source_before
+
+
+def test_tls_with_a_wrong_ca_fails_clearly(tls_server, certs):
+    before = state(tls_server)
+    expect_error(
+        lambda: run(tls_server, settings=tls_settings(tls_server, ca_certs=certs.wrong_ca)),
+        "TLS",
+        "certificate",
+        "ca_certs",
+        f"127.0.0.1:{tls_server.tls_port}",
+    )
+    assert state(tls_server) == before
+
+
+def test_tls_server_reached_without_tls_hints_tls_true(tls_server):
+    before = state(tls_server)
+    expect_error(
+        lambda: run(tls_server, settings=tls_settings(tls_server, tls=False)),
+        f"127.0.0.1:{tls_server.tls_port}",
+        "tls: true",
+    )
+    assert state(tls_server) == before
+
+
+def test_tls_without_validation_accepts_a_wrong_ca(tls_server, certs):
+    settings = tls_settings(tls_server, ca_certs=certs.wrong_ca, validate_certs=False)
+    report = run(tls_server, settings=settings)
+    assert report.ok
+    assert report.migrated == SESSIONS
+    assert_migrated(tls_server, tls_server.names)
+
+
+@pytest.mark.parametrize("option", ["ca_certs", "client_cert_file", "client_key_file"])
+def test_tls_file_that_does_not_exist_names_the_option(tmp_path, option):
+    missing = str(tmp_path / "no-such-file.pem")
+    settings = nowhere(tls=True, **{option: missing})
+    error = expect_error(lambda: engine.migrate(settings, options()), option, missing)
+    assert "Cannot connect" not in str(error)  # refused before any connection attempt
+
+
+# 4. Same db ----------------------------------------------------------------------------------
+
+
+def test_same_source_and_target_db_is_refused_before_connecting():
+    error = expect_error(
+        lambda: engine.migrate(nowhere(), options(source_db=1, target_db=1)),
+        "source_db",
+        "target_db",
+    )
+    assert "Cannot connect" not in str(error)
+
+
+# 5. Db out of range --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "config", [(), ('rename-command CONFIG ""',)], ids=["config-get", "select-only"]
+)
+@pytest.mark.parametrize(
+    ("option", "dbs"),
+    [("target_db", dict(source_db=1, target_db=16)), ("source_db", dict(source_db=16))],
+)
+def test_db_out_of_range_names_the_db(redis_factory, config, option, dbs):
+    server = secured(redis_factory, *config)
+    if config:  # the scenario: CONFIG really is unavailable, only SELECT can tell
+        with pytest.raises(redis.exceptions.ResponseError):
+            server.client().config_get("databases")
+    seed(server)
+    before = state(server)
+    expect_error(
+        lambda: run(server, **dbs),
+        "16",
+        option,
+        f"127.0.0.1:{server.port}",
+        "databases",
+    )
+    assert state(server) == before
+
+
+# 6. Patterns ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("patterns", [(), ("",), (PATTERN, "")], ids=["none", "empty", "mixed"])
+def test_empty_patterns_are_refused(patterns):
+    error = expect_error(
+        lambda: engine.migrate(nowhere(), options(patterns=patterns)),
+        "patterns",
+        "storyart:session:*",
+    )
+    assert "Cannot connect" not in str(error)
+
+
+# 7. Cluster ----------------------------------------------------------------------------------
+
+
+def test_cluster_mode_server_is_refused(redis_factory):
+    server = secured(redis_factory, "cluster-enabled yes", "cluster-config-file nodes.conf")
+    before = state(server, dbs=(0,))
+    expect_error(lambda: run(server), "cluster", f"127.0.0.1:{server.port}", "standalone")
+    assert state(server, dbs=(0,)) == before
+
+
+# 8. Replica ----------------------------------------------------------------------------------
+
+
+def test_read_only_replica_is_refused(redis_factory):
+    primary = secured(redis_factory)
+    seed(primary)
+    replica = secured(
+        redis_factory, f"replicaof 127.0.0.1 {primary.port}", f"masterauth {PASSWORD}"
+    )
+    wait_for(
+        lambda: replica.client().info("replication").get("master_link_status") == "up",
+        "the replica to sync",
+    )
+    assert replica.client(1).dbsize() == primary.client(1).dbsize()
+    before = state(primary), state(replica)
+    expect_error(
+        lambda: run(replica),
+        "replica",
+        "primary",
+        f"127.0.0.1:{replica.port}",
+        "login_host",
+    )
+    assert (state(primary), state(replica)) == before
+
+
+# 9. Index of the wrong type ------------------------------------------------------------------
+
+
+def test_source_index_that_is_a_string_stops_before_any_write(redis_server):
+    source, target = redis_server.client(1), redis_server.client(0)
+    seed_sessions(source, SESSIONS)
+    source.delete(INDEX)
+    source.set(INDEX, b"not an index")
+    target.zadd(INDEX, {b"storyart:session:1": 1})
+    before = state(redis_server)
+    expect_error(lambda: run(redis_server), INDEX.decode(), "db 1", "sorted set", "indexes")
+    assert state(redis_server) == before
+    assert source.get(INDEX) == b"not an index"
+    assert target.type(INDEX) == b"zset"
+    assert zset(target) == {b"storyart:session:1": 1.0}
+    assert list(target.scan_iter(match=PATTERN)) == []
+
+
+def test_target_index_that_is_a_hash_stops_before_any_write(redis_server):
+    source, target = redis_server.client(1), redis_server.client(0)
+    seed_sessions(source, SESSIONS)
+    target.hset(INDEX, mapping={"owner": "someone else"})
+    before = state(redis_server)
+    expect_error(lambda: run(redis_server), INDEX.decode(), "db 0", "sorted set", "indexes")
+    assert state(redis_server) == before
+    assert target.hgetall(INDEX) == {b"owner": b"someone else"}
+    assert len(zset(source)) == SESSIONS
+    assert list(target.scan_iter(match=PATTERN)) == []
+
+
+# 10. ACL users -------------------------------------------------------------------------------
+
+
+def acl_server(redis_factory, rules):
+    """A server whose user 'migrator' has ``rules`` on top of +@all; db 1 seeded."""
+    server = redis_factory(f"user migrator on >{PASSWORD} ~* &* +@all {rules}")
+    server.names = seed(server)
+    server.acl_settings = server.settings(username="migrator", password=PASSWORD)
+    return server
+
+
+def test_user_without_copy_falls_back_to_dump_restore(redis_factory):
+    server = acl_server(redis_factory, "-copy")
+    source_before = snapshot(server.client(1))
+    report = run(server, settings=server.acl_settings)
+    assert report.strategy == "dump-restore"
+    assert report.ok
+    assert report.migrated == SESSIONS
+    assert report.failed == 0
+    assert_migrated(server, server.names)  # values and exact expiries
+    assert snapshot(server.client(1)) == source_before
+
+
+def test_user_without_copy_and_strategy_copy_names_copy(redis_factory):
+    server = acl_server(redis_factory, "-copy")
+    before = state(server)
+    expect_error(
+        lambda: run(server, settings=server.acl_settings, strategy="copy"),
+        "COPY",
+        "strategy",
+        f"127.0.0.1:{server.port}",
+    )
+    assert state(server) == before
+
+
+def test_user_without_copy_and_restore_names_restore_and_acl(redis_factory):
+    server = acl_server(redis_factory, "-copy -restore")
+    before = state(server)
+    expect_error(
+        lambda: run(server, settings=server.acl_settings),
+        "RESTORE",
+        "ACL",
+        "migrator",
+        f"127.0.0.1:{server.port}",
+    )
+    assert state(server) == before
+
+
+def test_user_without_scripting_names_the_lua_script(redis_factory):
+    server = acl_server(redis_factory, "-@scripting")
+    before = state(server)
+    expect_error(
+        lambda: run(server, settings=server.acl_settings),
+        "Lua script",
+        "EVALSHA",
+        "migrator",
+        "ACL",
+    )
+    assert state(server) == before
+
+
+def test_user_without_info_still_migrates(redis_factory):
+    server = acl_server(redis_factory, "-info")
+    report = run(server, settings=server.acl_settings)
+    assert report.ok
+    assert report.migrated == SESSIONS
+    assert report.server_version == server.client().info("server")["redis_version"]
+    assert_migrated(server, server.names)
+
+
+# 11. Option values ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "facts"),
+    [
+        (dict(batch_size=0), ("batch_size", "10000")),
+        (dict(batch_size=100000), ("batch_size", "10000", "100000")),
+        (dict(strategy="bogus"), ("strategy", "bogus", "auto", "copy", "dump-restore")),
+        (dict(source_db=-1), ("source_db", "-1")),
+        (dict(target_db=-3), ("target_db", "-3")),
+    ],
+    ids=["batch-0", "batch-100000", "strategy-bogus", "source-negative", "target-negative"],
+)
+def test_bad_option_values_are_refused_before_connecting(overrides, facts):
+    error = expect_error(lambda: engine.migrate(nowhere(), options(**overrides)), *facts)
+    assert "Cannot connect" not in str(error)
+
+
+# 12. Timeouts --------------------------------------------------------------------------------
+
+
+class WritesPaused:
+    """CLIENT PAUSE WRITE for the duration of the block: reads answer, writes and scripts wait."""
+
+    def __init__(self, server):
+        self.admin = server.client()
+
+    def __enter__(self):
+        self.admin.execute_command("CLIENT", "PAUSE", "20000", "WRITE")
+        return self
+
+    def __exit__(self, *exc_info):
+        self.admin.execute_command("CLIENT", "UNPAUSE")
+
+
+def test_timeout_in_preflight_names_socket_timeout_and_loses_nothing(redis_factory):
+    server = secured(redis_factory)
+    names = seed(server)
+    before = state(server)
+    settings = server.settings(socket_timeout=0.5)
+    with WritesPaused(server):
+        expect_error(
+            lambda: run(server, settings=settings),
+            "timeout",
+            "socket_timeout",
+            f"127.0.0.1:{server.port}",
+        )
+    assert state(server) == before
+    report = run(server)
+    assert report.ok
+    assert report.migrated == SESSIONS
+    assert_migrated(server, names)
+
+
+def test_timeout_mid_run_names_socket_timeout_and_a_rerun_completes(redis_factory):
+    server = secured(redis_factory)
+    names = seed(server)
+    source_before = snapshot(server.client(1))
+    migration = engine.Migration(server.settings(socket_timeout=0.5), options(batch_size=5))
+    migration.connect()
+    with WritesPaused(server):
+        error = expect_error(
+            migration.run,
+            "timeout",
+            "socket_timeout",
+            f"127.0.0.1:{server.port}",
+            "rerun",
+        )
+    assert error.report is not None
+    assert error.report.aborted
+    assert snapshot(server.client(1)) == source_before
+    report = run(server)
+    assert report.ok
+    assert report.migrated + report.skipped == SESSIONS
+    assert_migrated(server, names)
+    assert snapshot(server.client(1)) == source_before
