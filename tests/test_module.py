@@ -64,6 +64,19 @@ def ansible_env(tmp_path):
     return env
 
 
+def run_ansible(tmp_path, command):
+    """Run an Ansible command from the repo root, the way an operator does."""
+    return subprocess.run(
+        command,
+        cwd=ROOT,
+        env=ansible_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
 def run_tasks(
     tmp_path,
     calls,
@@ -135,15 +148,7 @@ def run_tasks(
         command.append("--diff")
     if verbose:
         command.append("-vvv")
-    proc = subprocess.run(
-        command,
-        cwd=ROOT,
-        env=ansible_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
+    proc = run_ansible(tmp_path, command)
     results = [json.loads(path.read_text()) if path.exists() else None for path in result_files]
     return proc.returncode, proc.stdout + proc.stderr, results
 
@@ -205,15 +210,7 @@ def seed_with_overlap(server, total, already_there):
 
 
 def test_ansible_doc_renders_options_and_attributes(tmp_path):
-    proc = subprocess.run(
-        [ANSIBLE_DOC, "redis_db_migrate"],
-        cwd=ROOT,
-        env=ansible_env(tmp_path),
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+    proc = run_ansible(tmp_path, [ANSIBLE_DOC, "redis_db_migrate"])
     output = proc.stdout + proc.stderr
     assert proc.returncode == 0, output
     # Found through ansible.cfg's library path, i.e. the project's own module.
