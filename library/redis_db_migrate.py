@@ -8,6 +8,8 @@ DOCUMENTATION = r"""
 module: redis_db_migrate
 short_description: Copy keys and merge sorted-set indexes from one Redis db to another
 description:
+  - O(mode=migrate) (the default) copies; O(mode=preflight), O(mode=verify) and O(mode=cleanup)
+    check the server, check the result, and clean up the source after a proven migration.
   - Copies every key matching O(patterns) from O(source_db) to O(target_db) on one Redis server,
     keeping each key's type, value and exact expiry. Keys of any type are copied.
   - A key that already exists in the target is skipped and left untouched, never overwritten.
@@ -21,10 +23,35 @@ description:
   - Per-key errors do not stop the run; they are counted and listed, and the task fails at the
     end with the full report.
   - In check mode it is a dry run that returns the full plan and sends Redis no write.
+  - Before copying it estimates the memory the copy needs (MEMORY USAGE of a sample of keys
+    not yet in the target, times the source db's size) and refuses when that would leave less
+    than 10% of C(maxmemory) free, unless O(memory_check=false).
 requirements:
   - redis (redis-py) >= 4.3 on the host that runs the module
   - Redis server 5.0 or newer, standalone (not cluster), primary (not replica)
 options:
+  mode:
+    description:
+      - V(migrate) copies keys, merges indexes and verifies what it wrote.
+      - V(preflight) makes every check a migration makes before its first write (reachable,
+        authenticated, primary, not cluster, both dbs exist, index types, permissions, copy
+        strategy, memory) and returns the server facts and the memory estimate. It never writes.
+      - V(verify) checks, independently of any run, that every matching source key and every
+        source index entry is in the target; it fails when something is missing. It never
+        writes.
+      - V(cleanup) deletes from the source db only keys whose copy in the target is identical
+        (same DUMP payload, hence same type and value), with UNLINK, and deletes a source index
+        only when every one of its entries is in the target index. Keys whose copy differs or
+        is missing are kept and counted. In check mode it lists what it would delete.
+    type: str
+    choices: [preflight, migrate, verify, cleanup]
+    default: migrate
+  memory_check:
+    description:
+      - Refuse to copy when the memory estimate does not fit the server's free memory.
+      - Set to V(false) only when you know the copy fits; the estimate is then skipped.
+    type: bool
+    default: true
   login_host:
     description: Host name or address of the Redis server.
     type: str
@@ -122,6 +149,9 @@ notes:
   - On servers older than 7.0 a key copied with DUMP/RESTORE gets the source's remaining TTL,
     which may end a few milliseconds later in the target (longer for values of several MB).
     Redis 7.0 and newer restore the exact absolute expiry.
+  - A large hash or set may serialise differently in its copy than in the source (Redis dumps
+    hash tables in bucket order), so O(mode=cleanup) may keep such a key although its content
+    is equal. It never deletes a key whose copy is not byte-identical.
   - Each batch is checked against ACL key permissions as a whole, so one key the user may not
     touch fails its whole batch; the other keys are reported failed and copied by a rerun with
     the right permissions.
@@ -139,6 +169,22 @@ EXAMPLES = r"""
       - "storyart:session:*"
     indexes:
       - "storyart:sessions:index"
+
+- name: Check, writing nothing, that every session is in db 0
+  redis_db_migrate:
+    mode: verify
+    source_db: 1
+    target_db: 0
+    patterns: ["storyart:session:*"]
+    indexes: ["storyart:sessions:index"]
+
+- name: Delete from db 1 the sessions db 0 holds an identical copy of
+  redis_db_migrate:
+    mode: cleanup
+    source_db: 1
+    target_db: 0
+    patterns: ["storyart:session:*"]
+    indexes: ["storyart:sessions:index"]
 
 - name: Dry run against a TLS server with an ACL user
   redis_db_migrate:
@@ -164,6 +210,25 @@ msg:
     db 1 -> db 0 on 127.0.0.1:6379 (Redis 7.0.15, strategy copy); keys found 5, migrated 5,
     skipped (already in db 0) 0, expired 0, failed 0; index storyart:sessions:index: 5 entries,
     added 5, already present 0, without session key 0, failed 0; verified; 0.01s, 500 keys/s
+mode:
+  description: The mode that ran.
+  returned: mode is not preflight
+  type: str
+memory:
+  description:
+    - The memory estimate. V(needed_bytes) the copy needs, V(available_bytes) free under
+      maxmemory (or the machine's memory), V(fits), and the sample it was made from.
+    - V(null) when O(memory_check=false).
+  returned: mode is migrate or preflight
+  type: dict
+role:
+  description: Replication role of the server.
+  returned: mode is preflight
+  type: str
+databases:
+  description: Number of databases the server has, when CONFIG GET is allowed.
+  returned: mode is preflight
+  type: int
 endpoint:
   description: The Redis server, as host:port or unix:path.
   returned: always
@@ -190,9 +255,15 @@ server_version:
   type: str
 counts:
   description:
-    - Key counts. V(found) keys in the source db match the patterns; V(migrated) were copied
-      (in check mode, would be); V(skipped) were left alone because the target already had
-      them; V(expired) vanished between SCAN and copy; V(failed) could not be copied, see
+    - With O(mode=cleanup), V(found), V(deleted) (identical copy in the target; in check
+      mode, would be), V(kept_different), V(kept_missing) (no copy in the target),
+      V(expired), V(failed).
+    - With O(mode=verify), V(migrated) counts the keys still missing from the target and
+      V(skipped) those present.
+    - Otherwise key counts. V(found) keys in the source db match the patterns; V(migrated)
+      were copied (in check mode, would be); V(skipped) were left alone because the target
+      already had them; V(expired) vanished between SCAN and copy; V(failed) could not be
+      copied, see
       RV(errors).
     - Counts are nested because Ansible reads top-level C(skipped) and C(failed) as task status.
   returned: always
@@ -204,11 +275,14 @@ index_counts:
       V(added) were added to the target (in check mode, would be); V(present) were already in
       the target and kept their score; V(orphans) have no session key in either db and were
       merged all the same; V(failed) could not be merged.
-  returned: always
+  returned: mode is migrate or verify
   type: dict
   sample: {found: 5, added: 4, present: 1, orphans: 0, failed: 0}
 indexes:
-  description: The same index counts, per index.
+  description:
+    - The same index counts, per index.
+    - With O(mode=cleanup), per index V(found), V(missing) from the target, V(deleted) and
+      V(kept_because).
   returned: always
   type: list
   elements: dict
@@ -248,12 +322,17 @@ from ansible.module_utils.redis_db_migration import (
     ConnectionSettings,
     MigrationError,
     MigrationOptions,
+    cleanup,
     migrate,
+    preflight,
+    verify,
 )
 
 
 def argument_spec():
     return dict(
+        mode=dict(type="str", choices=["preflight", "migrate", "verify", "cleanup"],
+                  default="migrate"),
         login_host=dict(type="str", default="localhost"),
         login_port=dict(type="int", default=6379),
         login_unix_socket=dict(type="path"),
@@ -272,7 +351,8 @@ def argument_spec():
         indexes=dict(type="list", elements="str", default=[]),
         batch_size=dict(type="int", default=1000),
         strategy=dict(type="str", choices=list(STRATEGIES), default="auto"),
-    )
+        memory_check=dict(type="bool", default=True),
+    )  # fmt: skip
 
 
 def connection_settings(params):
@@ -301,13 +381,17 @@ def migration_options(params, check_mode):
         batch_size=params["batch_size"],
         strategy=params["strategy"],
         dry_run=check_mode,
+        memory_check=params["memory_check"],
     )
+
+
+OPERATIONS = {"migrate": migrate, "verify": verify, "cleanup": cleanup}
 
 
 def report_result(report, diff):
     result = report.as_dict()
     result["changed"] = report.changed
-    if diff:
+    if diff and hasattr(report, "diff") and not getattr(report, "verify_only", False):
         result["diff"] = report.diff()
     return result
 
@@ -317,8 +401,12 @@ def main():
     if not HAS_REDIS:
         module.fail_json(msg=missing_required_lib("redis"))
     settings = connection_settings(module.params)
+    options = migration_options(module.params, module.check_mode)
+    mode = module.params["mode"]
     try:
-        report = migrate(settings, migration_options(module.params, module.check_mode))
+        if mode == "preflight":
+            module.exit_json(changed=False, **preflight(settings, options))
+        report = OPERATIONS[mode](settings, options)
     except MigrationError as exc:
         result = report_result(exc.report, module._diff) if exc.report else {}
         result.pop("msg", None)
@@ -326,8 +414,8 @@ def main():
     except Exception as exc:  # noqa: BLE001 - the operator gets a sentence, never a traceback
         module.fail_json(
             msg=settings.scrub(
-                f"Unexpected {type(exc).__name__} while migrating on {settings.endpoint}: "
-                f"{exc}. Nothing in the source db was changed; rerunning is safe."
+                f"Unexpected {type(exc).__name__} in mode {mode} on {settings.endpoint}: "
+                f"{exc}. Rerunning is safe: every mode skips what is already done."
             )
         )
     result = report_result(report, module._diff)

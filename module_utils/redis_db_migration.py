@@ -133,6 +133,49 @@ return {added, present, orphans}
 """
 
 
+# KEYS: a batch of key names found in the source db. ARGV: source db, target db, mode ('plan'
+# or 'delete'). Returns one code per key: 0 the target holds an identical copy (same DUMP
+# payload, which includes the type), so the source key is deleted (or, planning, would be);
+# 1 the target's copy differs; 2 the target has no copy; 3 gone from the source. Only keys
+# with code 0 are ever deleted, with UNLINK, in the same atomic script as their comparison.
+CLEANUP_SCRIPT = """
+local src, dst, mode = ARGV[1], ARGV[2], ARGV[3]
+local out, same = {}, {}
+for i, key in ipairs(KEYS) do
+  redis.call('SELECT', src)
+  local mine = redis.call('DUMP', key)
+  if not mine then
+    out[i] = 3
+  else
+    redis.call('SELECT', dst)
+    local theirs = redis.call('DUMP', key)
+    if not theirs then out[i] = 2
+    elseif theirs ~= mine then out[i] = 1
+    else out[i] = 0; same[#same + 1] = key end
+  end
+end
+if mode == 'delete' and #same > 0 then
+  redis.call('SELECT', src)
+  for first = 1, #same, 1000 do
+    redis.call('UNLINK', unpack(same, first, math.min(first + 999, #same)))
+  end
+end
+return out
+"""
+
+# KEYS[1]: a source index every member of which was found in the target index. ARGV[1]: its
+# size when checked. Deletes it only if its size is unchanged, i.e. nothing was added since.
+INDEX_DELETE_SCRIPT = """
+if redis.call('ZCARD', KEYS[1]) ~= tonumber(ARGV[1]) then return 0 end
+redis.call('UNLINK', KEYS[1])
+return 1
+"""
+
+MEMORY_SAMPLE = 200
+# Copying is refused when its estimate would leave less than this share of the limit free.
+MEMORY_HEADROOM = 0.10
+
+
 class MigrationError(Exception):
     """A problem the operator must fix. The message says what is wrong and what to do.
 
@@ -228,6 +271,7 @@ class MigrationOptions:
     batch_size: int = 1000
     strategy: str = "auto"
     dry_run: bool = False
+    memory_check: bool = True
 
     def validate(self):
         for option in ("source_db", "target_db"):
@@ -266,6 +310,7 @@ class ServerFacts:
     databases: int | None = None
     used_memory: int | None = None
     maxmemory: int | None = None
+    total_system_memory: int | None = None
 
     @property
     def version_text(self):
@@ -295,51 +340,27 @@ class IndexReport:
 
 
 @dataclass
-class MigrationReport:
+class Report:
     """What a run found and did. Counts are exact; samples and error lists are capped."""
+
+    SAMPLE_KINDS = ()
 
     endpoint: str
     source_db: int
     target_db: int
     dry_run: bool
-    strategy: str = "unknown"
     server_version: str = "unknown"
     found: int = 0
-    migrated: int = 0
-    skipped: int = 0
     expired: int = 0
     failed: int = 0
-    indexes: list = field(default_factory=list)
-    expired_after_copy: int = 0
-    missing: int = 0
-    missing_sample: list = field(default_factory=list)
-    samples: dict = field(default_factory=lambda: {"migrated": [], "skipped": [], "expired": []})
+    samples: dict = field(default_factory=dict)
     errors: list = field(default_factory=list)
     duration: float = 0.0
     aborted: str | None = None
 
-    def index_total(self, name):
-        return sum(getattr(index, name) for index in self.indexes)
-
-    @property
-    def changed(self):
-        return self.migrated > 0 or self.index_total("added") > 0
-
-    @property
-    def verified(self):
-        """True when every write of this run was read back; None when nothing was written."""
-        if self.dry_run or self.aborted:
-            return None
-        return self.missing == 0
-
-    @property
-    def ok(self):
-        return (
-            not self.aborted
-            and self.failed == 0
-            and self.index_total("failed") == 0
-            and self.verified is not False
-        )
+    def __post_init__(self):
+        for kind in self.SAMPLE_KINDS:
+            self.samples.setdefault(kind, [])
 
     @property
     def keys_per_second(self):
@@ -353,46 +374,20 @@ class MigrationReport:
         if len(self.errors) < ERROR_LIST_SIZE:
             self.errors.append({"key": display(key), "error": error})
 
-    def add_missing(self, what):
-        self.missing += 1
-        if len(self.missing_sample) < ERROR_LIST_SIZE:
-            self.missing_sample.append(what)
+    def _head(self, what):
+        dry = "DRY RUN, nothing written: " if self.dry_run else ""
+        return (
+            f"{dry}{what} db {self.source_db} -> db {self.target_db} on {self.endpoint} "
+            f"(Redis {self.server_version})"
+        )
 
-    def summary(self):
-        """One line an operator reads at a glance: the old script's "Migration Summary"."""
-        would = "would be " if self.dry_run else ""
-        head = "DRY RUN, nothing written: " if self.dry_run else ""
-        parts = [
-            f"{head}db {self.source_db} -> db {self.target_db} on {self.endpoint} "
-            f"(Redis {self.server_version}, strategy {self.strategy})",
-            f"keys found {self.found}, {would}migrated {self.migrated}, {would}skipped "
-            f"(already in db {self.target_db}) {self.skipped}, expired {self.expired}, "
-            f"failed {self.failed}",
-        ]
-        for index in self.indexes:
-            parts.append(
-                f"index {display(index.name)}: {index.found} entries, {would}added "
-                f"{index.added}, already present {index.present}, without session key "
-                f"{index.orphans}, failed {index.failed}"
-            )
-        if self.verified is None:
-            parts.append("verification not run" + (" (dry run)" if self.dry_run else ""))
-        elif self.verified:
-            parts.append("verified")
-        else:
-            parts.append(f"VERIFICATION FAILED: {self.missing} missing in db {self.target_db}")
+    def _tail(self, parts):
         parts.append(f"{self.duration:.2f}s, {self.keys_per_second} keys/s")
         if self.aborted:
             parts.append("STOPPED before the end")
-        failures = self.failed + self.index_total("failed")
-        if failures:
-            parts.append(
-                f"FAILED: {failures} keys or index entries could not be copied, see 'errors'; "
-                f"fix the cause and rerun, done work is skipped"
-            )
         return "; ".join(parts)
 
-    def as_dict(self):
+    def _as_dict(self, samples, **specific):
         """The result returned on every run, changed or not, with the same keys.
 
         Counts are nested: Ansible reads top-level ``skipped`` and ``failed`` as task status.
@@ -402,8 +397,133 @@ class MigrationReport:
             source_db=self.source_db,
             target_db=self.target_db,
             dry_run=self.dry_run,
-            strategy=self.strategy,
             server_version=self.server_version,
+            **specific,
+            samples=samples,
+            errors=self.errors,
+            duration=round(self.duration, 3),
+            keys_per_second=self.keys_per_second,
+            aborted=self.aborted,
+            msg=self.summary(),
+        )
+
+
+@dataclass
+class MigrationReport(Report):
+    """A migration, or with ``verify_only`` an independent check that nothing is left to copy.
+
+    In a verification, ``migrated`` and the index ``added`` count what is still missing.
+    """
+
+    SAMPLE_KINDS = ("migrated", "skipped", "expired")
+
+    verify_only: bool = False
+    strategy: str = "unknown"
+    migrated: int = 0
+    skipped: int = 0
+    indexes: list = field(default_factory=list)
+    expired_after_copy: int = 0
+    missing: int = 0
+    missing_sample: list = field(default_factory=list)
+    memory: dict | None = None
+
+    def index_total(self, name):
+        return sum(getattr(index, name) for index in self.indexes)
+
+    @property
+    def changed(self):
+        return not self.verify_only and (self.migrated > 0 or self.index_total("added") > 0)
+
+    @property
+    def verified(self):
+        """True when everything is in the target; None when this run cannot tell."""
+        if self.aborted:
+            return None
+        if self.verify_only:
+            return self.migrated + self.index_total("added") + self.failed == 0
+        if self.dry_run:
+            return None
+        return self.missing == 0
+
+    @property
+    def ok(self):
+        return (
+            not self.aborted
+            and self.failed == 0
+            and self.index_total("failed") == 0
+            and self.verified is not False
+        )
+
+    def add_missing(self, what):
+        self.missing += 1
+        if len(self.missing_sample) < ERROR_LIST_SIZE:
+            self.missing_sample.append(what)
+
+    def summary(self):
+        """One line an operator reads at a glance: the old script's "Migration Summary"."""
+        return self._tail(self._verify_parts() if self.verify_only else self._migrate_parts())
+
+    def _migrate_parts(self):
+        would = "would be " if self.dry_run else ""
+        target = self.target_db
+        parts = [
+            self._head("migrate") + f", strategy {self.strategy}",
+            f"keys found {self.found}, {would}migrated {self.migrated}, {would}skipped "
+            f"(already in db {target}) {self.skipped}, expired {self.expired}, "
+            f"failed {self.failed}",
+        ]
+        parts.extend(
+            f"index {display(index.name)}: {index.found} entries, {would}added "
+            f"{index.added}, already present {index.present}, without session key "
+            f"{index.orphans}, failed {index.failed}"
+            for index in self.indexes
+        )
+        if self.verified is None:
+            parts.append("verification not run" + (" (dry run)" if self.dry_run else ""))
+        elif self.verified:
+            parts.append("verified")
+        else:
+            parts.append(f"VERIFICATION FAILED: {self.missing} missing in db {target}")
+        failures = self.failed + self.index_total("failed")
+        if failures:
+            parts.append(
+                f"FAILED: {failures} keys or index entries could not be copied, see 'errors'; "
+                f"fix the cause and rerun, done work is skipped"
+            )
+        return parts
+
+    def _verify_parts(self):
+        target = self.target_db
+        parts = [
+            self._head("verify"),
+            f"keys found {self.found}, in db {target} {self.skipped}, MISSING from db "
+            f"{target} {self.migrated}, expired {self.expired}, unreadable {self.failed}",
+        ]
+        parts.extend(
+            f"index {display(index.name)}: {index.found} entries, in db {target} "
+            f"{index.present}, MISSING {index.added}"
+            for index in self.indexes
+        )
+        if self.verified:
+            parts.append(f"verified: everything in db {self.source_db} is in db {target}")
+        elif self.verified is False:
+            parts.append(
+                f"NOT VERIFIED: {self.migrated} keys and {self.index_total('added')} index "
+                f"entries are not in db {target} yet; run the migration"
+            )
+        return parts
+
+    def as_dict(self):
+        samples = self.samples
+        if self.verify_only:
+            # In a verification the outcomes mean "missing" and "present".
+            samples = dict(
+                missing=samples["migrated"], present=samples["skipped"], expired=samples["expired"]
+            )
+        return self._as_dict(
+            samples,
+            mode="verify" if self.verify_only else "migrate",
+            strategy=self.strategy,
             counts=dict(
                 found=self.found,
                 migrated=self.migrated,
@@ -422,12 +542,7 @@ class MigrationReport:
                 missing_sample=self.missing_sample,
                 expired_after_copy=self.expired_after_copy,
             ),
-            samples=self.samples,
-            errors=self.errors,
-            duration=round(self.duration, 3),
-            keys_per_second=self.keys_per_second,
-            aborted=self.aborted,
-            msg=self.summary(),
+            memory=self.memory,
         )
 
     def diff(self):
@@ -445,6 +560,95 @@ class MigrationReport:
         hidden = self.migrated - len(self.samples["migrated"])
         if hidden > 0:
             after.append(f"+ ... and {hidden} more keys")
+        return dict(
+            before_header=header,
+            after_header=header,
+            before="\n".join(before) + "\n",
+            after="\n".join(after) + "\n",
+        )
+
+
+@dataclass
+class IndexCleanup:
+    name: bytes
+    found: int = 0
+    missing: int = 0
+    deleted: bool = False
+    kept_because: str | None = None
+
+    def as_dict(self):
+        return dict(
+            name=display(self.name),
+            found=self.found,
+            missing=self.missing,
+            deleted=self.deleted,
+            kept_because=self.kept_because,
+        )
+
+
+@dataclass
+class CleanupReport(Report):
+    """Source keys deleted because the target holds an identical copy, and what was kept."""
+
+    SAMPLE_KINDS = ("deleted", "kept_different", "kept_missing")
+
+    deleted: int = 0
+    kept_different: int = 0
+    kept_missing: int = 0
+    indexes: list = field(default_factory=list)
+
+    @property
+    def changed(self):
+        return self.deleted > 0 or any(index.deleted for index in self.indexes)
+
+    @property
+    def ok(self):
+        return not self.aborted and self.failed == 0
+
+    def summary(self):
+        would = "would be " if self.dry_run else ""
+        source = self.source_db
+        parts = [
+            self._head("clean up"),
+            f"keys found in db {source} {self.found}, {would}deleted {self.deleted} (identical "
+            f"copy in db {self.target_db}), kept {self.kept_different} (db {self.target_db} "
+            f"copy differs), kept {self.kept_missing} (no copy in db {self.target_db}), "
+            f"expired {self.expired}, failed {self.failed}",
+        ]
+        for index in self.indexes:
+            verdict = f"{would}deleted" if index.deleted else f"kept ({index.kept_because})"
+            parts.append(
+                f"index {display(index.name)}: {index.found} entries, {index.missing} missing "
+                f"from db {self.target_db}, {verdict}"
+            )
+        if self.failed:
+            parts.append(f"FAILED: {self.failed} keys could not be checked, see 'errors'")
+        return self._tail(parts)
+
+    def as_dict(self):
+        return self._as_dict(
+            self.samples,
+            mode="cleanup",
+            counts=dict(
+                found=self.found,
+                deleted=self.deleted,
+                kept_different=self.kept_different,
+                kept_missing=self.kept_missing,
+                expired=self.expired,
+                failed=self.failed,
+            ),
+            indexes=[index.as_dict() for index in self.indexes],
+        )
+
+    def diff(self):
+        header = f"redis://{self.endpoint}/{self.source_db}"
+        before = [f"{self.deleted} keys with an identical copy in db {self.target_db}"]
+        before.extend(f"- {key}" for key in self.samples["deleted"])
+        hidden = self.deleted - len(self.samples["deleted"])
+        if hidden > 0:
+            before.append(f"- ... and {hidden} more keys")
+        before.extend(f"- index {display(index.name)}" for index in self.indexes if index.deleted)
+        after = [f"0 keys with an identical copy in db {self.target_db}"]
         return dict(
             before_header=header,
             after_header=header,
@@ -652,32 +856,31 @@ class Migration:
         self.options = options
         self.patterns = [as_bytes(p) for p in options.patterns]
         self.index_names = [as_bytes(i) for i in options.indexes]
-        self.report = MigrationReport(
-            endpoint=settings.endpoint,
-            source_db=options.source_db,
-            target_db=options.target_db,
-            dry_run=options.dry_run,
-        )
+        self.report = None
+        self.strategy = "none"
+        self.action = "connecting"
         self.facts = None
         self.source = None
         self.target = None
 
     # Preflight -------------------------------------------------------------------------------
 
-    def connect(self):
-        """Reach the server, check it can take this migration, and pick the strategy."""
+    def connect(self, copying=True):
+        """Reach the server and check it can take this run; when copying, pick the strategy."""
         admin = self.settings.client(db=0)
         self._call(admin.ping, "connecting")
         self.facts = self._server_facts(admin)
-        self.report.server_version = self.facts.version_text
+        admin.close()
         self._check_server()
         self.source = self._open_db(self.options.source_db)
         self.target = self._open_db(self.options.target_db)
         self._check_index_types()
-        self.report.strategy = self._pick_strategy()
+        self.strategy = self._pick_strategy() if copying else "none"
         self.copy_script = self.source.register_script(COPY_SCRIPT)
         self.index_script = self.source.register_script(INDEX_SCRIPT)
-        # Run both scripts on nothing: proves scripting is allowed before any key is touched.
+        self.cleanup_script = self.source.register_script(CLEANUP_SCRIPT)
+        self.index_delete_script = self.source.register_script(INDEX_DELETE_SCRIPT)
+        # Run the copy script on nothing: proves scripting is allowed before any key is touched.
         self._call(lambda: self._copy_batch([], "plan"), "running a Lua script (EVALSHA)")
         return self.facts
 
@@ -703,6 +906,7 @@ class Migration:
             cluster=bool(int(info.get("cluster_enabled", 0))),
             used_memory=info.get("used_memory"),
             maxmemory=info.get("maxmemory"),
+            total_system_memory=info.get("total_system_memory"),
         )
         try:
             value = client.config_get("databases")
@@ -829,37 +1033,132 @@ class Migration:
             )
         return "dump-restore"
 
-    # The run ---------------------------------------------------------------------------------
+    # Memory ---------------------------------------------------------------------------------
 
-    def run(self):
-        """Copy, merge and verify. Returns the report; raises MigrationError if cut short."""
-        if self.source is None:
-            self.connect()
-        started = time.monotonic()
-        mode = self._copy_mode()
-        action = "copying keys"
+    def estimate_memory(self):
+        """What copying the keys not yet in the target will add to the server's memory.
+
+        A sample of matching keys tells which share is still to copy and their average size
+        (MEMORY USAGE); DBSIZE of the source db bounds the number of keys.
+        """
+        sample = list(islice(self._matching_keys(), MEMORY_SAMPLE))
+        in_target = self._each(self.target, "exists", sample)
+        to_copy = [key for key, present in zip(sample, in_target) if not present]
+        facts = self.facts
+        estimate = dict(
+            sampled_keys=len(sample),
+            sampled_to_copy=len(to_copy),
+            source_keys=self.source.dbsize(),
+            average_key_bytes=None,
+            needed_bytes=None,
+            used_memory=facts.used_memory,
+            maxmemory=facts.maxmemory or None,
+            available_bytes=None,
+            fits=None,
+        )
         try:
-            for batch in batched(self._matching_keys(), self.options.batch_size):
-                self._handle_keys(list(dict.fromkeys(batch)), mode)
-            action = "merging indexes"
-            for name in self.index_names:
-                self._merge_index(name)
+            sizes = self._each(self.source, "memory_usage", to_copy)
+            index_bytes = sum(self.source.memory_usage(name) or 0 for name in self.index_names)
+        except redis_errors.ResponseError as exc:
+            estimate["note"] = f"MEMORY USAGE is not available ({self.settings.scrub(exc)})"
+            return estimate
+        share = len(to_copy) / len(sample) if sample else 0.0
+        average = sum(size or 0 for size in sizes) / len(to_copy) if to_copy else 0
+        estimate["average_key_bytes"] = round(average)
+        estimate["needed_bytes"] = round(share * (estimate["source_keys"] * average + index_bytes))
+        limit = facts.maxmemory or facts.total_system_memory
+        if limit and facts.used_memory is not None:
+            estimate["available_bytes"] = limit - facts.used_memory
+            estimate["fits"] = estimate["needed_bytes"] <= (
+                estimate["available_bytes"] - MEMORY_HEADROOM * limit
+            )
+        else:
+            estimate["note"] = "the server does not report its memory (INFO denied)"
+        return estimate
+
+    def check_memory(self):
+        """The estimate, or None when memory_check is off; refuses when the copy won't fit."""
+        if not self.options.memory_check:
+            return None
+        estimate = self._call(self.estimate_memory, "estimating memory")
+        if estimate["fits"] is False:
+            limit = "maxmemory" if self.facts.maxmemory else "the machine's memory"
+            raise MigrationError(
+                f"Not enough memory on Redis at {self.settings.endpoint} to copy the keys: "
+                f"about {mib(estimate['needed_bytes'])} are needed (db "
+                f"{self.options.source_db} has {estimate['source_keys']} keys, "
+                f"{estimate['sampled_to_copy']} of a sample of {estimate['sampled_keys']} are "
+                f"not in db {self.options.target_db} yet, {estimate['average_key_bytes']} bytes "
+                f"each) but {mib(estimate['available_bytes'])} are free under {limit}, of which "
+                f"{MEMORY_HEADROOM:.0%} of the limit must stay free. Nothing was written. Raise "
+                f"maxmemory or free memory; if you know it fits, set memory_check: false (role: "
+                f"storyart_session_migration_memory_check: false)."
+            )
+        return estimate
+
+    # Runs ------------------------------------------------------------------------------------
+
+    def _new_report(self, kind, **fields):
+        return kind(
+            endpoint=self.settings.endpoint,
+            source_db=self.options.source_db,
+            target_db=self.options.target_db,
+            dry_run=self.options.dry_run,
+            server_version=self.facts.version_text,
+            **fields,
+        )
+
+    def _timed(self, work):
+        """Run ``work``; a lost connection stops it with the counts so far in the error."""
+        started = time.monotonic()
+        try:
+            work()
         except redis_errors.RedisError as exc:
-            self.report.aborted = describe_error(exc, self.settings, action)
+            self.report.aborted = describe_error(exc, self.settings, self.action)
         finally:
             self.report.duration = time.monotonic() - started
         if self.report.aborted:
             raise MigrationError(
                 f"{self.report.aborted}. Counts so far: {self.report.summary()}. Nothing is "
-                f"lost: rerun the migration once Redis answers, it skips what is already done.",
+                f"lost: rerun once Redis answers, it skips what is already done.",
                 report=self.report,
             )
         return self.report
 
+    def run(self):
+        """Copy, merge and verify. Returns the report; raises MigrationError if cut short."""
+        if self.source is None:
+            self.connect()
+        memory = self.check_memory()
+        self.report = self._new_report(MigrationReport, strategy=self.strategy, memory=memory)
+        return self._timed(lambda: self._copy_and_merge(self._copy_mode()))
+
+    def verify(self):
+        """Check, writing nothing, that every matching key and index entry is in the target."""
+        if self.source is None:
+            self.connect(copying=False)
+        self.report = self._new_report(MigrationReport, verify_only=True)
+        return self._timed(lambda: self._copy_and_merge("plan"))
+
+    def cleanup(self):
+        """Delete source keys whose copy in the target is identical, and fully merged indexes."""
+        if self.source is None:
+            self.connect(copying=False)
+        self.report = self._new_report(CleanupReport)
+        return self._timed(self._clean)
+
+    def _copy_and_merge(self, mode):
+        self.action = "copying keys"
+        for batch in batched(self._matching_keys(), self.options.batch_size):
+            self._handle_keys(list(dict.fromkeys(batch)), mode)
+        self.action = "merging indexes"
+        for name in self.index_names:
+            self._merge_index(name, mode)
+
     def _copy_mode(self):
         if self.options.dry_run:
             return "plan"
-        if self.report.strategy == "copy":
+        if self.strategy == "copy":
             return "copy"
         return "restore-abs" if self.facts.version >= (7, 0) else "restore"
 
@@ -932,10 +1231,10 @@ class Migration:
             getattr(pipe, command)(*args, key)
         return pipe.execute()
 
-    def _merge_index(self, name):
+    def _merge_index(self, name, mode):
         index = IndexReport(name=name)
         self.report.indexes.append(index)
-        mode = "plan" if self.options.dry_run else "merge"
+        mode = "plan" if mode == "plan" else "merge"
         entries = self.source.zscan_iter(name, count=self.options.batch_size, score_cast_func=bytes)
         for batch in batched(entries, self.options.batch_size):
             index.found += len(batch)
@@ -959,9 +1258,107 @@ class Migration:
                         index.missing += 1
                         self.report.add_missing(f"index {display(name)} member {display(member)}")
 
+    # Cleanup ---------------------------------------------------------------------------------
+
+    def _clean(self):
+        mode = "plan" if self.options.dry_run else "delete"
+        self.action = "cleaning up keys"
+        for batch in batched(self._matching_keys(), self.options.batch_size):
+            self._clean_keys(list(dict.fromkeys(batch)), mode)
+        self.action = "cleaning up indexes"
+        for name in self.index_names:
+            self._clean_index(name)
+
+    def _clean_keys(self, keys, mode):
+        report = self.report
+        report.found += len(keys)
+        try:
+            outcomes = self.cleanup_script(
+                keys=keys, args=[self.options.source_db, self.options.target_db, mode]
+            )
+        except redis_errors.ResponseError as exc:
+            report.failed += len(keys)
+            for key in keys:
+                report.add_error(key, self.settings.scrub(exc))
+            return
+        kinds = {0: "deleted", 1: "kept_different", 2: "kept_missing"}
+        for key, outcome in zip(keys, outcomes):
+            if outcome == 3:
+                report.expired += 1
+            else:
+                kind = kinds[outcome]
+                setattr(report, kind, getattr(report, kind) + 1)
+                report.add_sample(kind, key)
+
+    def _clean_index(self, name):
+        index = IndexCleanup(name=name)
+        self.report.indexes.append(index)
+        size = self.source.zcard(name)
+        entries = self.source.zscan_iter(name, count=self.options.batch_size, score_cast_func=bytes)
+        for batch in batched(entries, self.options.batch_size):
+            members = [member for member, _ in batch]
+            index.found += len(members)
+            scores = self._each(self.target, "zscore", members, name)
+            index.missing += sum(score is None for score in scores)
+        target = self.options.target_db
+        if size == 0:
+            index.kept_because = f"it does not exist in db {self.options.source_db}"
+        elif index.missing:
+            index.kept_because = f"{index.missing} of its entries are not in db {target}"
+        elif self.options.dry_run or self.index_delete_script(keys=[name], args=[size]) == 1:
+            index.deleted = True
+        else:
+            index.kept_because = "entries were added during the cleanup; run it again"
+
+
+def mib(size):
+    return f"{size / 1048576:.1f} MiB"
+
+
+def _run(settings, options, operation, copying=True):
+    migration = Migration(settings, options)
+    migration.connect(copying=copying)
+    return operation(migration)
+
 
 def migrate(settings, options):
-    """Run one migration. Returns the report; raises MigrationError with a clear message."""
-    migration = Migration(settings, options)
-    migration.connect()
-    return migration.run()
+    """Copy, merge and verify. Returns the report; raises MigrationError with a clear message."""
+    return _run(settings, options, Migration.run)
+
+
+def verify(settings, options):
+    """Check that everything matching is in the target, writing nothing."""
+    return _run(settings, options, Migration.verify, copying=False)
+
+
+def cleanup(settings, options):
+    """Delete from the source only what the target holds an identical copy of."""
+    return _run(settings, options, Migration.cleanup, copying=False)
+
+
+def preflight(settings, options):
+    """Every check a migration makes before its first write, and the memory estimate."""
+
+    def facts(migration):
+        memory = migration.check_memory() or migration.estimate_memory()
+        server = migration.facts
+        result = dict(
+            endpoint=settings.endpoint,
+            source_db=options.source_db,
+            target_db=options.target_db,
+            server_version=server.version_text,
+            role=server.role,
+            databases=server.databases,
+            strategy=migration.strategy,
+            memory=memory,
+        )
+        needed = "unknown" if memory["needed_bytes"] is None else mib(memory["needed_bytes"])
+        free = memory["available_bytes"]
+        result["msg"] = (
+            f"Redis {server.version_text} at {settings.endpoint} is ready: primary, dbs "
+            f"{options.source_db} and {options.target_db} exist, strategy {migration.strategy}, "
+            f"copy needs about {needed} with {'no limit' if free is None else mib(free)} free"
+        )
+        return result
+
+    return _run(settings, options, facts)
