@@ -399,7 +399,11 @@ def report_result(report, diff):
 def main():
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
     if not HAS_REDIS:
-        module.fail_json(msg=missing_required_lib("redis"))
+        module.fail_json(
+            msg=missing_required_lib("redis")
+            + " On Debian and Ubuntu: apt-get install python3-redis. Or run the module where"
+            " redis-py is installed, e.g. with delegate_to: localhost."
+        )
     settings = connection_settings(module.params)
     options = migration_options(module.params, module.check_mode)
     mode = module.params["mode"]

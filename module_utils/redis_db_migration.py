@@ -574,6 +574,7 @@ class IndexCleanup:
     found: int = 0
     missing: int = 0
     deleted: bool = False
+    failed: bool = False
     kept_because: str | None = None
 
     def as_dict(self):
@@ -582,6 +583,7 @@ class IndexCleanup:
             found=self.found,
             missing=self.missing,
             deleted=self.deleted,
+            failed=self.failed,
             kept_because=self.kept_because,
         )
 
@@ -603,7 +605,11 @@ class CleanupReport(Report):
 
     @property
     def ok(self):
-        return not self.aborted and self.failed == 0
+        return (
+            not self.aborted
+            and self.failed == 0
+            and not any(index.failed for index in self.indexes)
+        )
 
     def summary(self):
         would = "would be " if self.dry_run else ""
@@ -622,7 +628,9 @@ class CleanupReport(Report):
                 f"from db {self.target_db}, {verdict}"
             )
         if self.failed:
-            parts.append(f"FAILED: {self.failed} keys could not be checked, see 'errors'")
+            parts.append(
+                f"FAILED: {self.failed} keys could not be checked or deleted, see 'errors'"
+            )
         return self._tail(parts)
 
     def as_dict(self):
@@ -816,7 +824,9 @@ def is_noperm(exc):
     if getattr(exc, "status_code", None) == "NOPERM":
         return True
     denied = getattr(redis_errors, "NoPermissionError", ())
-    return isinstance(exc, denied) or str(exc).startswith("NOPERM")
+    text = str(exc)
+    # Inside a Lua script a denied command reads "The user executing the script can't run...".
+    return isinstance(exc, denied) or text.startswith("NOPERM") or "can't run this command" in text
 
 
 def _is_tls_failure(exc):
@@ -1038,15 +1048,26 @@ class Migration:
     def estimate_memory(self):
         """What copying the keys not yet in the target will add to the server's memory.
 
-        A sample of matching keys tells which share is still to copy and their average size
-        (MEMORY USAGE); DBSIZE of the source db bounds the number of keys.
+        RANDOMKEY draws a sample of the source db: the share of it that matches and is not in
+        the target yet, times DBSIZE, is how many keys the copy adds; MEMORY USAGE of those
+        sampled gives their average size.
         """
-        sample = list(islice(self._matching_keys(), MEMORY_SAMPLE))
-        in_target = self._each(self.target, "exists", sample)
-        to_copy = [key for key, present in zip(sample, in_target) if not present]
+        pipe = self.source.pipeline(transaction=False)
+        for _ in range(MEMORY_SAMPLE):
+            pipe.randomkey()
+        drawn = [key for key in pipe.execute() if key is not None]
+        matchers = [glob_matcher(pattern) for pattern in self.patterns]
+        matching = [
+            key
+            for key in drawn
+            if key not in self.index_names and any(matches(key) for matches in matchers)
+        ]
+        in_target = self._each(self.target, "exists", matching)
+        to_copy = [key for key, present in zip(matching, in_target) if not present]
         facts = self.facts
         estimate = dict(
-            sampled_keys=len(sample),
+            sampled_keys=len(drawn),
+            sampled_matching=len(matching),
             sampled_to_copy=len(to_copy),
             source_keys=self.source.dbsize(),
             average_key_bytes=None,
@@ -1062,16 +1083,19 @@ class Migration:
         except redis_errors.ResponseError as exc:
             estimate["note"] = f"MEMORY USAGE is not available ({self.settings.scrub(exc)})"
             return estimate
-        share = len(to_copy) / len(sample) if sample else 0.0
         average = sum(size or 0 for size in sizes) / len(to_copy) if to_copy else 0
+        keys = estimate["source_keys"] * len(to_copy) / len(drawn) if drawn else 0
+        index_share = len(to_copy) / len(matching) if matching else 0
+        needed = round(keys * average + index_bytes * index_share)
         estimate["average_key_bytes"] = round(average)
-        estimate["needed_bytes"] = round(share * (estimate["source_keys"] * average + index_bytes))
+        estimate["needed_bytes"] = needed
         limit = facts.maxmemory or facts.total_system_memory
         if limit and facts.used_memory is not None:
-            estimate["available_bytes"] = limit - facts.used_memory
-            estimate["fits"] = estimate["needed_bytes"] <= (
-                estimate["available_bytes"] - MEMORY_HEADROOM * limit
-            )
+            available = limit - facts.used_memory
+            estimate["available_bytes"] = available
+            # Nothing to copy always fits: a rerun must work on a nearly full server.
+            headroom = MEMORY_HEADROOM * limit
+            estimate["fits"] = needed == 0 or needed <= available - headroom
         else:
             estimate["note"] = "the server does not report its memory (INFO denied)"
         return estimate
@@ -1086,13 +1110,13 @@ class Migration:
             raise MigrationError(
                 f"Not enough memory on Redis at {self.settings.endpoint} to copy the keys: "
                 f"about {mib(estimate['needed_bytes'])} are needed (db "
-                f"{self.options.source_db} has {estimate['source_keys']} keys, "
-                f"{estimate['sampled_to_copy']} of a sample of {estimate['sampled_keys']} are "
-                f"not in db {self.options.target_db} yet, {estimate['average_key_bytes']} bytes "
-                f"each) but {mib(estimate['available_bytes'])} are free under {limit}, of which "
-                f"{MEMORY_HEADROOM:.0%} of the limit must stay free. Nothing was written. Raise "
-                f"maxmemory or free memory; if you know it fits, set memory_check: false (role: "
-                f"storyart_session_migration_memory_check: false)."
+                f"{self.options.source_db} has {estimate['source_keys']} keys; of a random "
+                f"sample of {estimate['sampled_keys']}, {estimate['sampled_to_copy']} match and "
+                f"are not in db {self.options.target_db} yet, {estimate['average_key_bytes']} "
+                f"bytes each) but {mib(estimate['available_bytes'])} are free under {limit}, of "
+                f"which {MEMORY_HEADROOM:.0%} of the limit must stay free. Nothing was written. "
+                f"Raise maxmemory or free memory; if you know it fits, set memory_check: false "
+                f"(role: storyart_session_migration_memory_check: false)."
             )
         return estimate
 
@@ -1305,9 +1329,21 @@ class Migration:
             index.kept_because = f"it does not exist in db {self.options.source_db}"
         elif index.missing:
             index.kept_because = f"{index.missing} of its entries are not in db {target}"
-        elif self.options.dry_run or self.index_delete_script(keys=[name], args=[size]) == 1:
+        elif self.options.dry_run:
             index.deleted = True
         else:
+            self._delete_index(index, size)
+
+    def _delete_index(self, index, size):
+        try:
+            index.deleted = self.index_delete_script(keys=[index.name], args=[size]) == 1
+        except redis_errors.ResponseError as exc:
+            error = self.settings.scrub(exc)
+            index.failed = True
+            index.kept_because = f"deleting it failed: {error}"
+            self.report.add_error(index.name, error)
+            return
+        if not index.deleted:
             index.kept_because = "entries were added during the cleanup; run it again"
 
 

@@ -39,6 +39,30 @@ ensure_venv() {
     echo "$want" >"$dir/.requirements.sha256"
 }
 
+# ensure_docker: a Docker engine that answers, for Molecule. Installs docker.io and mmdebstrap
+# when missing and starts dockerd when none answers (its log: /var/log/storyart-dockerd.log).
+ensure_docker() {
+    local missing=()
+    command -v dockerd >/dev/null || missing+=(docker.io)
+    command -v mmdebstrap >/dev/null || missing+=(mmdebstrap)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        apt_install "${missing[@]}"
+    fi
+    docker info >/dev/null 2>&1 && return
+    echo "Starting dockerd"
+    if [ "$(id -u)" = 0 ]; then
+        nohup dockerd >/var/log/storyart-dockerd.log 2>&1 &
+    else
+        sudo sh -c 'nohup dockerd >/var/log/storyart-dockerd.log 2>&1 &'
+    fi
+    for _ in $(seq 60); do
+        docker info >/dev/null 2>&1 && return
+        sleep 1
+    done
+    echo "dockerd did not answer within 60 s; see /var/log/storyart-dockerd.log" >&2
+    exit 1
+}
+
 ensure_venv "$VENV" "$ROOT/requirements-dev.txt"
 COMPAT_VENV="$VENV/redis-py-4.3"
 
