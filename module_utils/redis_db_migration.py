@@ -34,16 +34,21 @@ from itertools import islice
 try:
     import redis
     from redis import exceptions as redis_errors
-    from redis.backoff import NoBackoff
-    from redis.retry import Retry
 except ImportError:
     HAS_REDIS = False
     REDIS_IMPORT_ERROR = traceback.format_exc()
 else:
     HAS_REDIS = True
     REDIS_IMPORT_ERROR = None
+    try:
+        from redis.backoff import NoBackoff
+        from redis.retry import Retry
+    except ImportError:  # redis-py before 4.0: Migration() refuses it by its version
+        NoBackoff = Retry = None
 
 STRATEGIES = ("auto", "copy", "dump-restore")
+# The oldest redis-py supported: Debian 12's python3-redis.
+MIN_REDIS_PY = (4, 3)
 MAX_BATCH_SIZE = 10000
 SAMPLE_SIZE = 10
 ERROR_LIST_SIZE = 20
@@ -860,6 +865,13 @@ class Migration:
     def __init__(self, settings, options):
         if not HAS_REDIS:
             raise MigrationError("the Python library 'redis' (redis-py) is not installed.")
+        found = tuple(int(part) for part in re.findall(r"\d+", redis.__version__)[:2])
+        if found < MIN_REDIS_PY:
+            raise MigrationError(
+                f"redis-py {redis.__version__} is installed where the module runs; it needs "
+                f"{'.'.join(map(str, MIN_REDIS_PY))} or newer (Debian 12's python3-redis). "
+                f"Upgrade it, or run the module on the controller."
+            )
         settings.validate()
         options.validate()
         self.settings = settings

@@ -524,3 +524,17 @@ def test_timeout_mid_run_names_socket_timeout_and_a_rerun_completes(redis_factor
     assert report.migrated + report.skipped == SESSIONS
     assert_migrated(server, names)
     assert snapshot(server.client(1)) == source_before
+
+
+def test_redis_py_older_than_4_3_is_refused_by_name(monkeypatch):
+    """Debian 11's python3-redis is 3.5: the message names the version and the way out."""
+    monkeypatch.setattr(engine.redis, "__version__", "3.5.3")
+    with pytest.raises(engine.MigrationError) as raised:
+        engine.Migration(
+            engine.ConnectionSettings(port=free_port()),
+            engine.MigrationOptions(source_db=1, target_db=0, patterns=(PATTERN,)),
+        )
+    message = str(raised.value)
+    assert "redis-py 3.5.3" in message
+    assert "4.3 or newer" in message
+    assert "controller" in message
