@@ -85,6 +85,24 @@ def _verified(record, dry_run):
     return "-" if verified is None else ("yes" if verified else "NO")
 
 
+def _index_verdict(record, dry_run):
+    indexes = _dig(record, ("cleanup", "indexes"))
+    if not indexes:
+        return "-"
+    if all(index.get("deleted") for index in indexes):
+        return "would delete" if dry_run else "deleted"
+    return "kept"
+
+
+# The column before the notes: whether the target holds everything, or for the clean-up what
+# became of the source index.
+VERDICTS = {
+    "migrate": ("verified", _verified),
+    "verify": ("verified", _verified),
+    "cleanup": ("index", _index_verdict),
+}
+
+
 def summary_table(records, hosts, dry_run):
     """Lines of text: a header, one row a host, and a total over distinct endpoints."""
     kind = next(
@@ -92,7 +110,8 @@ def summary_table(records, hosts, dry_run):
         "preflight",
     )
     title, columns = TABLES[kind]
-    header = ["host", *(name for name, _, _ in columns), "verified", "note"]
+    verdict = VERDICTS.get(kind)
+    header = ["host", *(name for name, _, _ in columns), *([verdict[0]] if verdict else []), "note"]
     totals, endpoints, rows = [0] * len(columns), set(), []
     for host, state in hosts:
         record = records.get(host, {})
@@ -107,16 +126,13 @@ def summary_table(records, hosts, dry_run):
             notes.append(f"FAILED: {record['failure']}")
         elif not record:
             notes.append(state)
-        rows.append(
-            [
-                host,
-                *("-" if c is None else str(c) for c in cells),
-                _verified(record, dry_run),
-                "; ".join(notes),
-            ]
-        )
+        values = ["-" if cell is None else str(cell) for cell in cells]
+        if verdict:
+            values.append(verdict[1](record, dry_run))
+        rows.append([host, *values, "; ".join(notes)])
     if kind != "preflight":
-        rows.append([f"total, {len(endpoints)} endpoints", *(str(t) for t in totals), "", ""])
+        total = [f"total, {len(endpoints)} endpoints", *(str(t) for t in totals)]
+        rows.append(total + [""] * (len(header) - len(total)))
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
     mode = "DRY RUN (check mode): the plan, nothing was written" if dry_run else "done"
     lines = [f"{title}: {mode}"]
@@ -138,9 +154,13 @@ class CallbackModule(CallbackBase):
         if not data:
             return
         records = data.get("hosts") or {}
+        # Play order, once each (every host adds the list), then anyone else that ran.
+        order = list(dict.fromkeys([*(data.get("play_hosts") or []), *stats.processed]))
         hosts = []
-        for host in sorted(stats.processed):
-            if stats.dark.get(host):
+        for host in order:
+            if host not in stats.processed:
+                state = "not reached: the rollout stopped before it"
+            elif stats.dark.get(host):
                 state = "unreachable"
             elif stats.failures.get(host):
                 state = "failed before its report"
