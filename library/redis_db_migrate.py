@@ -128,6 +128,13 @@ options:
         for very large values.
     type: int
     default: 1000
+  max_keys_per_second:
+    description:
+      - Pace the run to at most this many keys and index entries per second, for a busy
+        production server. V(0) means no limit.
+      - The pace is kept per batch, so a lower O(batch_size) makes it smoother.
+    type: int
+    default: 0
   strategy:
     description:
       - How keys are copied. V(auto) uses COPY where the server has it and the user may run it,
@@ -149,9 +156,11 @@ notes:
   - On servers older than 7.0 a key copied with DUMP/RESTORE gets the source's remaining TTL,
     which may end a few milliseconds later in the target (longer for values of several MB).
     Redis 7.0 and newer restore the exact absolute expiry.
-  - A large hash or set may serialise differently in its copy than in the source (Redis dumps
-    hash tables in bucket order), so O(mode=cleanup) may keep such a key although its content
-    is equal. It never deletes a key whose copy is not byte-identical.
+  - A hash or set stored as a hash table (large ones, and on Redis 7.0 any set of non-integer
+    members) may serialise differently in its copy than in the source, since Redis dumps hash
+    tables in bucket order. O(mode=cleanup) then keeps it as "differs" although its content is
+    equal. It never deletes a key whose copy is not byte-identical. StoryArt sessions are
+    strings, which always compare exactly.
   - Each batch is checked against ACL key permissions as a whole, so one key the user may not
     touch fails its whole batch; the other keys are reported failed and copied by a rerun with
     the right permissions.
@@ -352,6 +361,7 @@ def argument_spec():
         batch_size=dict(type="int", default=1000),
         strategy=dict(type="str", choices=list(STRATEGIES), default="auto"),
         memory_check=dict(type="bool", default=True),
+        max_keys_per_second=dict(type="int", default=0),
     )  # fmt: skip
 
 
@@ -382,6 +392,7 @@ def migration_options(params, check_mode):
         strategy=params["strategy"],
         dry_run=check_mode,
         memory_check=params["memory_check"],
+        max_keys_per_second=params["max_keys_per_second"],
     )
 
 

@@ -62,41 +62,43 @@ COPIED, PRESENT, GONE = 0, 1, 2
 # 'restore' (older servers) uses the relative PTTL, which may add a millisecond.
 # Returns one reply per key: 0 copied (or, when planning, to copy), 1 already in the target,
 # 2 gone from the source (expired), or the error text of a write that failed.
-# The whole batch runs atomically, so the classification cannot race with the write.
+# The whole batch runs atomically, so the classification cannot race with the write. A write
+# comes first and tells most keys apart by itself: COPY without REPLACE answers 0 when the
+# target has the key or the source lost it, RESTORE without REPLACE refuses a key the target
+# has (BUSYKEY), and DUMP of a gone key is nil.
 COPY_SCRIPT = """
 local src, dst, mode = ARGV[1], ARGV[2], ARGV[3]
 local out = {}
 redis.call('SELECT', src)
-for i, key in ipairs(KEYS) do
-  out[i] = 2 * (1 - redis.call('EXISTS', key))
-end
-redis.call('SELECT', dst)
-for i, key in ipairs(KEYS) do
-  if out[i] == 0 and redis.call('EXISTS', key) == 1 then out[i] = 1 end
-end
-if mode == 'copy' then
-  redis.call('SELECT', src)
+if mode == 'plan' then
+  for i, key in ipairs(KEYS) do out[i] = 2 * (1 - redis.call('EXISTS', key)) end
+  redis.call('SELECT', dst)
   for i, key in ipairs(KEYS) do
-    if out[i] == 0 then
-      local r = redis.pcall('COPY', key, key, 'DB', dst)
-      if type(r) == 'table' and r.err then out[i] = r.err elseif r == 0 then out[i] = 1 end
-    end
+    if out[i] == 0 then out[i] = redis.call('EXISTS', key) end
   end
-elseif mode ~= 'plan' then
+elseif mode == 'copy' then
+  for i, key in ipairs(KEYS) do
+    local r = redis.pcall('COPY', key, key, 'DB', dst)
+    if type(r) == 'table' then out[i] = r.err
+    elseif r == 1 then out[i] = 0
+    else out[i] = 1 + (1 - redis.call('EXISTS', key)) end
+  end
+else
   local absolute = mode == 'restore-abs'
   for i, key in ipairs(KEYS) do
-    if out[i] == 0 then
-      redis.call('SELECT', src)
-      local payload = redis.pcall('DUMP', key)
+    local payload = redis.pcall('DUMP', key)
+    if type(payload) == 'table' then
+      out[i] = payload.err
+    elseif not payload then
+      out[i] = 2
+    else
       local ttl = redis.call(absolute and 'PEXPIRETIME' or 'PTTL', key)
-      local r
-      if type(payload) == 'table' then
-        r = payload
-      elseif ttl == 0 and not absolute then
+      if ttl == 0 and not absolute then
         -- expires within this millisecond: RESTORE with 0 would make it persistent
         out[i] = 2
       else
         redis.call('SELECT', dst)
+        local r
         if ttl < 0 then
           r = redis.pcall('RESTORE', key, 0, payload)
         elseif absolute then
@@ -104,9 +106,14 @@ elseif mode ~= 'plan' then
         else
           r = redis.pcall('RESTORE', key, ttl, payload)
         end
+        redis.call('SELECT', src)
+        -- a status reply ({ok = 'OK'}) is a table too: only an error replaces the outcome
+        if type(r) == 'table' and r.err then
+          out[i] = string.find(r.err, 'BUSYKEY', 1, true) and 1 or r.err
+        else
+          out[i] = 0
+        end
       end
-      -- a status reply ({ok = 'OK'}) is a table too: only an error replaces the outcome
-      if type(r) == 'table' and r.err then out[i] = r.err end
     end
   end
 end
@@ -115,28 +122,41 @@ return out
 
 # KEYS[1]: the index sorted set. ARGV: source db, target db, mode ('plan' or 'merge'), then
 # score, member pairs read from the source index. Members already in the target index keep
-# their score (ZADD NX). Returns {added, present, orphans}: orphans are members whose session
-# key exists in neither db; they are merged all the same.
+# their score (ZADD NX, whose reply counts the members it added). Returns {added, present,
+# orphans}: orphans are members whose session key exists in neither db; they are merged all
+# the same.
 INDEX_SCRIPT = """
 local src, dst, mode, index = ARGV[1], ARGV[2], ARGV[3], KEYS[1]
-local added, present, orphans = 0, 0, 0
-local in_source = {}
-redis.call('SELECT', src)
-for i = 4, #ARGV, 2 do in_source[i] = redis.call('EXISTS', ARGV[i + 1]) end
+local entries = (#ARGV - 3) / 2
+local members = {}
+for i = 5, #ARGV, 2 do members[#members + 1] = ARGV[i] end
+local added, orphans, elsewhere = 0, 0, {}
 redis.call('SELECT', dst)
-for i = 4, #ARGV, 2 do
-  local member = ARGV[i + 1]
-  if in_source[i] == 0 and redis.call('EXISTS', member) == 0 then orphans = orphans + 1 end
-  if redis.call('ZSCORE', index, member) then
-    present = present + 1
-  else
-    if mode ~= 'plan' then redis.call('ZADD', index, 'NX', ARGV[i], member) end
-    added = added + 1
+-- One EXISTS of the whole batch settles the usual case: every session is in the target.
+local in_target = 0
+for first = 1, #members, 1000 do
+  local last = math.min(first + 999, #members)
+  in_target = in_target + redis.call('EXISTS', unpack(members, first, last))
+end
+if in_target < #members then
+  for _, member in ipairs(members) do
+    if redis.call('EXISTS', member) == 0 then elsewhere[#elsewhere + 1] = member end
   end
 end
-return {added, present, orphans}
+if mode == 'plan' then
+  for i = 5, #ARGV, 2 do
+    if not redis.call('ZSCORE', index, ARGV[i]) then added = added + 1 end
+  end
+else
+  for first = 4, #ARGV, 2000 do
+    local last = math.min(first + 1999, #ARGV)
+    added = added + redis.call('ZADD', index, 'NX', unpack(ARGV, first, last))
+  end
+end
+redis.call('SELECT', src)
+for _, member in ipairs(elsewhere) do orphans = orphans + 1 - redis.call('EXISTS', member) end
+return {added, entries - added, orphans}
 """
-
 
 # KEYS: a batch of key names found in the source db. ARGV: source db, target db, mode ('plan'
 # or 'delete'). Returns one code per key: 0 the target holds an identical copy (same DUMP
@@ -277,6 +297,7 @@ class MigrationOptions:
     strategy: str = "auto"
     dry_run: bool = False
     memory_check: bool = True
+    max_keys_per_second: int = 0
 
     def validate(self):
         for option in ("source_db", "target_db"):
@@ -304,6 +325,10 @@ class MigrationOptions:
         if self.strategy not in STRATEGIES:
             raise MigrationError(
                 f"strategy must be one of {', '.join(STRATEGIES)}, not {self.strategy!r}."
+            )
+        if self.max_keys_per_second < 0:
+            raise MigrationError(
+                f"max_keys_per_second must be 0 (no limit) or more, not {self.max_keys_per_second}."
             )
 
 
@@ -1144,9 +1169,21 @@ class Migration:
             **fields,
         )
 
+    def _batches(self, items):
+        """Batches of ``items``, paced to stay under max_keys_per_second when it is set."""
+        rate = self.options.max_keys_per_second
+        for batch in batched(items, self.options.batch_size):
+            yield batch
+            if rate:
+                self.paced += len(batch)
+                ahead = self.paced / rate - (time.monotonic() - self.started)
+                if ahead > 0:
+                    time.sleep(ahead)
+
     def _timed(self, work):
         """Run ``work``; a lost connection stops it with the counts so far in the error."""
-        started = time.monotonic()
+        started = self.started = time.monotonic()
+        self.paced = 0
         try:
             work()
         except redis_errors.RedisError as exc:
@@ -1185,7 +1222,7 @@ class Migration:
 
     def _copy_and_merge(self, mode):
         self.action = "copying keys"
-        for batch in batched(self._matching_keys(), self.options.batch_size):
+        for batch in self._batches(self._matching_keys()):
             self._handle_keys(list(dict.fromkeys(batch)), mode)
         self.action = "merging indexes"
         for name in self.index_names:
@@ -1260,6 +1297,12 @@ class Migration:
             else:
                 self.report.expired_after_copy += 1
 
+    def _scores(self, index, members):
+        """The target index's scores of ``members`` (None where absent), in one round trip."""
+        if self.facts.version >= (6, 2):
+            return self.target.zmscore(index, members)
+        return self._each(self.target, "zscore", members, index)
+
     @staticmethod
     def _each(client, command, keys, *args):
         pipe = client.pipeline(transaction=False)
@@ -1272,7 +1315,7 @@ class Migration:
         self.report.indexes.append(index)
         mode = "plan" if mode == "plan" else "merge"
         entries = self.source.zscan_iter(name, count=self.options.batch_size, score_cast_func=bytes)
-        for batch in batched(entries, self.options.batch_size):
+        for batch in self._batches(entries):
             index.found += len(batch)
             args = [self.options.source_db, self.options.target_db, mode]
             for member, score in batch:
@@ -1288,7 +1331,7 @@ class Migration:
             index.orphans += orphans
             if mode != "plan":
                 members = [member for member, _ in batch]
-                scores = self._each(self.target, "zscore", members, name)
+                scores = self._scores(name, members)
                 for member, score in zip(members, scores):
                     if score is None:
                         index.missing += 1
@@ -1299,7 +1342,7 @@ class Migration:
     def _clean(self):
         mode = "plan" if self.options.dry_run else "delete"
         self.action = "cleaning up keys"
-        for batch in batched(self._matching_keys(), self.options.batch_size):
+        for batch in self._batches(self._matching_keys()):
             self._clean_keys(list(dict.fromkeys(batch)), mode)
         self.action = "cleaning up indexes"
         for name in self.index_names:
@@ -1331,10 +1374,10 @@ class Migration:
         self.report.indexes.append(index)
         size = self.source.zcard(name)
         entries = self.source.zscan_iter(name, count=self.options.batch_size, score_cast_func=bytes)
-        for batch in batched(entries, self.options.batch_size):
+        for batch in self._batches(entries):
             members = [member for member, _ in batch]
             index.found += len(members)
-            scores = self._each(self.target, "zscore", members, name)
+            scores = self._scores(name, members)
             index.missing += sum(score is None for score in scores)
         target = self.options.target_db
         if size == 0:
