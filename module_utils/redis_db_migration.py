@@ -237,6 +237,12 @@ class ConnectionSettings:
         return f"{host}:{self.port}"
 
     def validate(self):
+        if "://" in self.host or "@" in self.host:
+            # Not echoed: a pasted redis:// URL carries the password.
+            raise MigrationError(
+                "login_host looks like a URL, which may carry credentials: give only the host "
+                "name or address, the user in login_user and the password in login_password."
+            )
         if self.unix_socket and self.tls:
             raise MigrationError(
                 "tls cannot be used with login_unix_socket: a unix socket is local and "
@@ -244,11 +250,16 @@ class ConnectionSettings:
             )
         for option in ("ca_certs", "client_cert_file", "client_key_file"):
             path = getattr(self, option)
-            if path and not os.access(path, os.R_OK):
+            if path and not (os.path.isfile(path) and os.access(path, os.R_OK)):
                 raise MigrationError(
-                    f"{option} {path!r} does not exist or is not readable on the host "
-                    f"running the module. Give the path of a readable PEM file."
+                    f"{option} {path!r} is not a readable file on the host running the module. "
+                    f"Give the path of a readable PEM file."
                 )
+        if self.client_key_file and not self.client_cert_file:
+            raise MigrationError(
+                "client_key_file is set without client_cert_file: give the client certificate "
+                "too, or neither."
+            )
         for option in ("connect_timeout", "socket_timeout"):
             if getattr(self, option) <= 0:
                 raise MigrationError(f"{option} must be a positive number of seconds.")
@@ -788,7 +799,14 @@ def batched(iterable, size):
 
 
 def describe_error(exc, settings, action):
-    """An operator-facing sentence for a redis-py exception: what failed, where, what to do."""
+    """An operator-facing sentence for a redis-py exception: what failed, where, what to do.
+
+    The whole sentence is scrubbed: the password may hide in the user or host name too.
+    """
+    return settings.scrub(_describe(exc, settings, action))
+
+
+def _describe(exc, settings, action):
     endpoint = settings.endpoint
     text = settings.scrub(exc).rstrip(".")
     if is_auth_failure(exc):
@@ -1407,9 +1425,15 @@ def mib(size):
 
 
 def _run(settings, options, operation, copying=True):
-    migration = Migration(settings, options)
-    migration.connect(copying=copying)
-    return operation(migration)
+    """One operation; whatever it raises reaches the caller without the password in it."""
+    try:
+        migration = Migration(settings, options)
+        migration.connect(copying=copying)
+        return operation(migration)
+    except MigrationError as exc:
+        if exc.report is not None and exc.report.aborted:
+            exc.report.aborted = settings.scrub(exc.report.aborted)
+        raise MigrationError(settings.scrub(exc), report=exc.report) from None
 
 
 def migrate(settings, options):
