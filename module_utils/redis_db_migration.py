@@ -65,7 +65,9 @@ COPIED, PRESENT, GONE = 0, 1, 2
 # The whole batch runs atomically, so the classification cannot race with the write. A write
 # comes first and tells most keys apart by itself: COPY without REPLACE answers 0 when the
 # target has the key or the source lost it, RESTORE without REPLACE refuses a key the target
-# has (BUSYKEY), and DUMP of a gone key is nil.
+# has (BUSYKEY), and DUMP of a gone key is nil. A refused write (e.g. OOM, which Redis answers
+# even when nothing would be written) of a key the target already has is a skip, so a rerun
+# on a full server still succeeds.
 COPY_SCRIPT = """
 local src, dst, mode = ARGV[1], ARGV[2], ARGV[3]
 local out = {}
@@ -79,9 +81,15 @@ if mode == 'plan' then
 elseif mode == 'copy' then
   for i, key in ipairs(KEYS) do
     local r = redis.pcall('COPY', key, key, 'DB', dst)
-    if type(r) == 'table' then out[i] = r.err
-    elseif r == 1 then out[i] = 0
-    else out[i] = 1 + (1 - redis.call('EXISTS', key)) end
+    if r == 1 then
+      out[i] = 0
+    elseif r == 0 then
+      out[i] = 1 + (1 - redis.call('EXISTS', key))
+    else
+      redis.call('SELECT', dst)
+      out[i] = redis.call('EXISTS', key) == 1 and 1 or r.err
+      redis.call('SELECT', src)
+    end
   end
 else
   local absolute = mode == 'restore-abs'
@@ -106,13 +114,13 @@ else
         else
           r = redis.pcall('RESTORE', key, ttl, payload)
         end
-        redis.call('SELECT', src)
         -- a status reply ({ok = 'OK'}) is a table too: only an error replaces the outcome
         if type(r) == 'table' and r.err then
-          out[i] = string.find(r.err, 'BUSYKEY', 1, true) and 1 or r.err
+          out[i] = redis.call('EXISTS', key) == 1 and 1 or r.err
         else
           out[i] = 0
         end
+        redis.call('SELECT', src)
       end
     end
   end
@@ -120,19 +128,26 @@ end
 return out
 """
 
-# KEYS[1]: the index sorted set. ARGV: source db, target db, mode ('plan' or 'merge'), then
-# score, member pairs read from the source index. Members already in the target index keep
-# their score (ZADD NX, whose reply counts the members it added). Returns {added, present,
-# orphans}: orphans are members whose session key exists in neither db; they are merged all
-# the same.
+# KEYS[1]: the index sorted set. ARGV: source db, target db, mode ('plan' or 'merge'), ZSCAN
+# cursor, ZSCAN COUNT. Reads one page of the source index and merges it into the target index
+# on the server: members already in the target keep their score (ZADD NX, whose reply counts
+# the members it added). Returns {next cursor, added, present, orphans, members, error}:
+# orphans are members whose session key exists in neither db, merged all the same; members
+# are the page's names, for the read-back; error is '' or why the merge failed.
 INDEX_SCRIPT = """
 local src, dst, mode, index = ARGV[1], ARGV[2], ARGV[3], KEYS[1]
-local entries = (#ARGV - 3) / 2
-local members = {}
-for i = 5, #ARGV, 2 do members[#members + 1] = ARGV[i] end
-local added, orphans, elsewhere = 0, 0, {}
+if redis.replicate_commands then redis.replicate_commands() end
+redis.call('SELECT', src)
+local page = redis.call('ZSCAN', index, ARGV[4], 'COUNT', ARGV[5])
+local flat, members, pairs = page[2], {}, {}
+for i = 1, #flat, 2 do
+  members[#members + 1] = flat[i]
+  pairs[#pairs + 1] = flat[i + 1]
+  pairs[#pairs + 1] = flat[i]
+end
+local added, orphans, elsewhere, err = 0, 0, {}, ''
 redis.call('SELECT', dst)
--- One EXISTS of the whole batch settles the usual case: every session is in the target.
+-- One EXISTS of the whole page settles the usual case: every session is in the target.
 local in_target = 0
 for first = 1, #members, 1000 do
   local last = math.min(first + 999, #members)
@@ -144,18 +159,26 @@ if in_target < #members then
   end
 end
 if mode == 'plan' then
-  for i = 5, #ARGV, 2 do
-    if not redis.call('ZSCORE', index, ARGV[i]) then added = added + 1 end
+  for _, member in ipairs(members) do
+    if not redis.call('ZSCORE', index, member) then added = added + 1 end
   end
 else
-  for first = 4, #ARGV, 2000 do
-    local last = math.min(first + 1999, #ARGV)
-    added = added + redis.call('ZADD', index, 'NX', unpack(ARGV, first, last))
+  for first = 1, #pairs, 2000 do
+    local r = redis.pcall('ZADD', index, 'NX', unpack(pairs, first, math.min(first + 1999, #pairs)))
+    if type(r) == 'table' then
+      -- Refused (e.g. OOM): not an error if the target already has every one of them.
+      for i = first + 1, math.min(first + 1999, #pairs), 2 do
+        if not redis.call('ZSCORE', index, pairs[i]) then err = r.err end
+      end
+      if err ~= '' then break end
+    else
+      added = added + r
+    end
   end
 end
 redis.call('SELECT', src)
 for _, member in ipairs(elsewhere) do orphans = orphans + 1 - redis.call('EXISTS', member) end
-return {added, entries - added, orphans}
+return {page[1], added, #members - added, orphans, members, err}
 """
 
 # KEYS: a batch of key names found in the source db. ARGV: source db, target db, mode ('plan'
@@ -1189,14 +1212,18 @@ class Migration:
 
     def _batches(self, items):
         """Batches of ``items``, paced to stay under max_keys_per_second when it is set."""
-        rate = self.options.max_keys_per_second
         for batch in batched(items, self.options.batch_size):
             yield batch
-            if rate:
-                self.paced += len(batch)
-                ahead = self.paced / rate - (time.monotonic() - self.started)
-                if ahead > 0:
-                    time.sleep(ahead)
+            self._pace(len(batch))
+
+    def _pace(self, done):
+        """Sleep as long as needed to stay under max_keys_per_second, when it is set."""
+        rate = self.options.max_keys_per_second
+        if rate:
+            self.paced += done
+            ahead = self.paced / rate - (time.monotonic() - self.started)
+            if ahead > 0:
+                time.sleep(ahead)
 
     def _timed(self, work):
         """Run ``work``; a lost connection stops it with the counts so far in the error."""
@@ -1257,9 +1284,10 @@ class Migration:
         """Every source key matching a pattern, once per pattern list, never all at once."""
         done = []
         count = max(self.options.batch_size, 10)
+        skip = set(self.index_names)
         for pattern in self.patterns:
             for key in self.source.scan_iter(match=pattern, count=count):
-                if key in self.index_names or any(matches(key) for matches in done):
+                if key in skip or (done and any(matches(key) for matches in done)):
                     continue
                 yield key
             done.append(glob_matcher(pattern))
@@ -1284,22 +1312,24 @@ class Migration:
             for key in keys:
                 report.add_error(key, error)
             return
-        copied = []
-        for key, outcome in zip(keys, outcomes):
-            if outcome == COPIED:
-                report.migrated += 1
-                report.add_sample("migrated", key)
-                copied.append(key)
-            elif outcome == PRESENT:
-                report.skipped += 1
-                report.add_sample("skipped", key)
-            elif outcome == GONE:
-                report.expired += 1
-                report.add_sample("expired", key)
-            else:
-                report.failed += 1
-                report.add_error(key, self.settings.scrub(display(outcome)))
+        # Counted a whole batch at a time: this loop runs for every key of a million.
+        tallied = 0
+        for code, kind in ((COPIED, "migrated"), (PRESENT, "skipped"), (GONE, "expired")):
+            hits = outcomes.count(code)
+            tallied += hits
+            setattr(report, kind, getattr(report, kind) + hits)
+            room = SAMPLE_SIZE - len(report.samples[kind])
+            if hits and room > 0:
+                picked = [key for key, outcome in zip(keys, outcomes) if outcome == code]
+                for key in picked[:room]:
+                    report.add_sample(kind, key)
+        if tallied < len(keys):
+            for key, outcome in zip(keys, outcomes):
+                if not isinstance(outcome, int):
+                    report.failed += 1
+                    report.add_error(key, self.settings.scrub(display(outcome)))
         if mode != "plan":
+            copied = [key for key, outcome in zip(keys, outcomes) if outcome == COPIED]
             self._verify_keys(copied)
 
     def _verify_keys(self, copied):
@@ -1332,28 +1362,32 @@ class Migration:
         index = IndexReport(name=name)
         self.report.indexes.append(index)
         mode = "plan" if mode == "plan" else "merge"
-        entries = self.source.zscan_iter(name, count=self.options.batch_size, score_cast_func=bytes)
-        for batch in self._batches(entries):
-            index.found += len(batch)
-            args = [self.options.source_db, self.options.target_db, mode]
-            for member, score in batch:
-                args += [score, member]
-            try:
-                added, present, orphans = self.index_script(keys=[name], args=args)
-            except redis_errors.ResponseError as exc:
-                index.failed += len(batch)
-                self.report.add_error(name, self.settings.scrub(exc))
-                continue
-            index.added += added
-            index.present += present
-            index.orphans += orphans
-            if mode != "plan":
-                members = [member for member, _ in batch]
-                scores = self._scores(name, members)
-                for member, score in zip(members, scores):
-                    if score is None:
-                        index.missing += 1
-                        self.report.add_missing(f"index {display(name)} member {display(member)}")
+        args = [self.options.source_db, self.options.target_db, mode]
+        cursor = 0
+        while True:
+            cursor, added, present, orphans, members, error = self.index_script(
+                keys=[name], args=[*args, cursor, self.options.batch_size]
+            )
+            index.found += len(members)
+            if error:
+                index.failed += len(members)
+                self.report.add_error(name, self.settings.scrub(display(error)))
+            else:
+                index.added += added
+                index.present += present
+                index.orphans += orphans
+                if mode != "plan" and members:
+                    self._verify_members(index, members)
+            self._pace(len(members))
+            if int(cursor) == 0:
+                return
+
+    def _verify_members(self, index, members):
+        """Read back the members this page merged from the target index."""
+        for member, score in zip(members, self._scores(index.name, members)):
+            if score is None:
+                index.missing += 1
+                self.report.add_missing(f"index {display(index.name)} member {display(member)}")
 
     # Cleanup ---------------------------------------------------------------------------------
 

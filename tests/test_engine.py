@@ -629,6 +629,30 @@ def test_second_run_changes_nothing(redis_server, strategy):
     assert first.migrated == 50
 
 
+@pytest.mark.parametrize("strategy", STRATEGIES)
+def test_rerun_on_a_server_over_maxmemory_skips_everything(redis_server, strategy):
+    """Redis refuses COPY, RESTORE and ZADD when over maxmemory even if they would write
+    nothing: a finished migration must still rerun cleanly there."""
+    src, dst = redis_server.client(1), redis_server.client(0)
+    seed_sessions(src, 40)
+    run(redis_server, strategy=strategy)
+    admin = redis_server.client()
+    admin.config_set("maxmemory-policy", "noeviction")
+    admin.config_set("maxmemory", 1)  # every deny-OOM command is refused from now on
+    target_before = snapshot(dst)
+    index_before = zset(dst)
+
+    report = run(redis_server, strategy=strategy)
+
+    assert report.failed == 0, report.errors
+    assert report.index_total("failed") == 0, report.errors
+    assert (report.skipped, report.index_total("present")) == (40, 40)
+    assert report.verified is True
+    assert report.ok
+    assert snapshot(dst) == target_before
+    assert zset(dst) == index_before
+
+
 # 9. The source is never written --------------------------------------------------------------
 
 
