@@ -211,14 +211,6 @@ end
 return out
 """
 
-# KEYS[1]: a source index every member of which was found in the target index. ARGV[1]: its
-# size when checked. Deletes it only if its size is unchanged, i.e. nothing was added since.
-INDEX_DELETE_SCRIPT = """
-if redis.call('ZCARD', KEYS[1]) ~= tonumber(ARGV[1]) then return 0 end
-redis.call('UNLINK', KEYS[1])
-return 1
-"""
-
 MEMORY_SAMPLE = 200
 # Copying is refused when its estimate would leave less than this share of the limit free.
 MEMORY_HEADROOM = 0.10
@@ -967,7 +959,6 @@ class Migration:
         self.copy_script = self.source.register_script(COPY_SCRIPT)
         self.index_script = self.source.register_script(INDEX_SCRIPT)
         self.cleanup_script = self.source.register_script(CLEANUP_SCRIPT)
-        self.index_delete_script = self.source.register_script(INDEX_DELETE_SCRIPT)
         # Run the copy script on nothing: proves scripting is allowed before any key is touched.
         self._call(lambda: self._copy_batch([], "plan"), "running a Lua script (EVALSHA)")
         return self.facts
@@ -1232,7 +1223,14 @@ class Migration:
         try:
             work()
         except redis_errors.RedisError as exc:
-            self.report.aborted = describe_error(exc, self.settings, self.action)
+            if isinstance(exc, redis_errors.ConnectionError) and not is_auth_failure(exc):
+                # It answered a moment ago: advice about where it listens would mislead.
+                self.report.aborted = self.settings.scrub(
+                    f"Lost the connection to Redis at {self.settings.endpoint} while "
+                    f"{self.action}: {str(exc).rstrip('.')}"
+                )
+            else:
+                self.report.aborted = describe_error(exc, self.settings, self.action).rstrip(".")
         finally:
             self.report.duration = time.monotonic() - started
         if self.report.aborted:
@@ -1347,6 +1345,8 @@ class Migration:
 
     def _scores(self, index, members):
         """The target index's scores of ``members`` (None where absent), in one round trip."""
+        if not members:
+            return []
         if self.facts.version >= (6, 2):
             return self.target.zmscore(index, members)
         return self._each(self.target, "zscore", members, index)
@@ -1424,34 +1424,45 @@ class Migration:
     def _clean_index(self, name):
         index = IndexCleanup(name=name)
         self.report.indexes.append(index)
-        size = self.source.zcard(name)
-        entries = self.source.zscan_iter(name, count=self.options.batch_size, score_cast_func=bytes)
-        for batch in self._batches(entries):
-            members = [member for member, _ in batch]
-            index.found += len(members)
-            scores = self._scores(name, members)
-            index.missing += sum(score is None for score in scores)
         target = self.options.target_db
-        if size == 0:
-            index.kept_because = f"it does not exist in db {self.options.source_db}"
-        elif index.missing:
-            index.kept_because = f"{index.missing} of its entries are not in db {target}"
-        elif self.options.dry_run:
-            index.deleted = True
-        else:
-            self._delete_index(index, size)
+        with self.source.pipeline() as watched:
+            # WATCH before the check: any change to the source index from here on, even one
+            # that keeps its size, makes the EXEC of its deletion fail and the index is kept.
+            watched.watch(name)
+            size = watched.zcard(name)
+            cursor = 0
+            while True:
+                cursor, page = watched.zscan(
+                    name, cursor, count=self.options.batch_size, score_cast_func=bytes
+                )
+                members = [member for member, _ in page]
+                index.found += len(members)
+                index.missing += sum(score is None for score in self._scores(name, members))
+                self._pace(len(members))
+                if int(cursor) == 0:
+                    break
+            if size == 0:
+                index.kept_because = f"it does not exist in db {self.options.source_db}"
+            elif index.missing:
+                index.kept_because = f"{index.missing} of its entries are not in db {target}"
+            elif self.options.dry_run:
+                index.deleted = True
+            else:
+                self._delete_index(index, watched)
 
-    def _delete_index(self, index, size):
+    def _delete_index(self, index, watched):
         try:
-            index.deleted = self.index_delete_script(keys=[index.name], args=[size]) == 1
+            watched.multi()
+            watched.unlink(index.name)
+            watched.execute()
+            index.deleted = True
+        except redis_errors.WatchError:
+            index.kept_because = "it changed during the cleanup; run the cleanup again"
         except redis_errors.ResponseError as exc:
             error = self.settings.scrub(exc)
             index.failed = True
             index.kept_because = f"deleting it failed: {error}"
             self.report.add_error(index.name, error)
-            return
-        if not index.deleted:
-            index.kept_because = "entries were added during the cleanup; run it again"
 
 
 def mib(size):
