@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
 
 from ansible import context
 from ansible.plugins.callback import CallbackBase
@@ -13,9 +15,11 @@ type: aggregate
 short_description: Print one table of the StoryArt session migration at the end of the run
 description:
   - The storyart_session_migration role hands each host's result to this plugin with
-    set_stats. When the run ends, however it ends (a rollout stopped by max_fail_percentage
-    included), the plugin prints one row a host and a total that counts each Redis endpoint
-    once, and writes the same table as summary.txt beside the host reports.
+    set_stats. The plugin writes it at once as <report folder>/<host>.json (folder 0700, file
+    0600), the way the tree callback keeps per-host results.
+  - When the run ends, however it ends (a rollout stopped by max_fail_percentage included),
+    it prints one row a host and a total that counts each Redis endpoint once, and writes the
+    same table as summary.txt beside the host reports.
   - In check mode the table is the plan.
 requirements:
   - enabled in callbacks_enabled (the project's ansible.cfg does it)
@@ -66,6 +70,22 @@ TABLES = {
         ],
     ),
 }
+
+
+def write_private(folder, name, text):
+    """Write ``folder/name`` readable by its owner only, whole or not at all; every folder
+    created on the way is 0700 too, whatever the umask."""
+    missing, path = [], os.path.abspath(folder)
+    while not os.path.isdir(path):
+        missing.append(path)
+        path = os.path.dirname(path)
+    for path in reversed(missing):
+        os.mkdir(path, 0o700)
+        os.chmod(path, 0o700)
+    fd, scratch = tempfile.mkstemp(dir=folder, prefix=f".{name}.")  # created 0600
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(scratch, os.path.join(folder, name))
 
 
 def _dig(value, path):
@@ -149,6 +169,15 @@ class CallbackModule(CallbackBase):
     CALLBACK_NAME = "storyart_report"
     CALLBACK_NEEDS_ENABLED = True
 
+    def v2_runner_on_ok(self, result):
+        data = (result._result.get("ansible_stats") or {}).get("data") or {}
+        report = data.get(STAT)
+        if not report or not report.get("folder"):
+            return
+        for host, record in (report.get("hosts") or {}).items():
+            text = json.dumps(record, indent=4, sort_keys=True) + "\n"
+            write_private(report["folder"], f"{host}.json", text)
+
     def v2_playbook_on_stats(self, stats):
         data = (stats.custom or {}).get("_run", {}).get(STAT)
         if not data:
@@ -172,9 +201,6 @@ class CallbackModule(CallbackBase):
         for line in lines:
             self._display.display(line)
         folder = data.get("folder")
-        if folder and os.path.isdir(folder):
-            path = os.path.join(folder, "summary.txt")
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as summary:
-                summary.write("\n".join(lines) + "\n")
+        if folder:
+            write_private(folder, "summary.txt", "\n".join(lines) + "\n")
             self._display.display(f"Reports: {folder}")

@@ -46,6 +46,13 @@ options:
     type: str
     choices: [preflight, migrate, verify, cleanup]
     default: migrate
+  full_verify:
+    description:
+      - With O(mode=migrate), after the copy and its read-back, read everything again in the
+        same run, as O(mode=verify) does, and fail unless every matching source key and every
+        source index entry is in the target. Not in check mode.
+    type: bool
+    default: false
   memory_check:
     description:
       - Refuse to copy when the memory estimate does not fit the server's free memory.
@@ -299,6 +306,13 @@ verified:
   description: True when everything written in this run was read back; null in check mode.
   returned: always
   type: bool
+full_check:
+  description:
+    - With O(full_verify), the independent pass after the copy. V(verified), V(found),
+      V(missing) keys, V(index_missing) entries, V(expired), V(missing_sample).
+    - V(null) without O(full_verify) and in check mode.
+  returned: mode is migrate
+  type: dict
 verification:
   description:
     - Keys and index members missing after the write (count and capped sample).
@@ -362,6 +376,7 @@ def argument_spec():
         strategy=dict(type="str", choices=list(STRATEGIES), default="auto"),
         memory_check=dict(type="bool", default=True),
         max_keys_per_second=dict(type="int", default=0),
+        full_verify=dict(type="bool", default=False),
     )  # fmt: skip
 
 
@@ -393,6 +408,7 @@ def migration_options(params, check_mode):
         dry_run=check_mode,
         memory_check=params["memory_check"],
         max_keys_per_second=params["max_keys_per_second"],
+        full_verify=params["full_verify"],
     )
 
 

@@ -324,6 +324,7 @@ class MigrationOptions:
     dry_run: bool = False
     memory_check: bool = True
     max_keys_per_second: int = 0
+    full_verify: bool = False
 
     def validate(self):
         for option in ("source_db", "target_db"):
@@ -482,6 +483,7 @@ class MigrationReport(Report):
     missing: int = 0
     missing_sample: list = field(default_factory=list)
     memory: dict | None = None
+    full_check: dict | None = None
 
     def index_total(self, name):
         return sum(getattr(index, name) for index in self.indexes)
@@ -499,7 +501,7 @@ class MigrationReport(Report):
             return self.migrated + self.index_total("added") + self.failed == 0
         if self.dry_run:
             return None
-        return self.missing == 0
+        return self.missing == 0 and (self.full_check is None or self.full_check["verified"])
 
     @property
     def ok(self):
@@ -537,9 +539,17 @@ class MigrationReport(Report):
         if self.verified is None:
             parts.append("verification not run" + (" (dry run)" if self.dry_run else ""))
         elif self.verified:
-            parts.append("verified")
-        else:
+            full = "; every session read again: all in db {target}" if self.full_check else ""
+            parts.append("verified" + full.format(target=target))
+        elif self.missing:
             parts.append(f"VERIFICATION FAILED: {self.missing} missing in db {target}")
+        else:
+            check = self.full_check
+            parts.append(
+                f"VERIFICATION FAILED: read again, {check['missing']} keys and "
+                f"{check['index_missing']} index entries of db {self.source_db} are not in db "
+                f"{target}"
+            )
         failures = self.failed + self.index_total("failed")
         if failures:
             parts.append(
@@ -599,6 +609,7 @@ class MigrationReport(Report):
                 expired_after_copy=self.expired_after_copy,
             ),
             memory=self.memory,
+            full_check=self.full_check,
         )
 
     def diff(self):
@@ -1247,7 +1258,31 @@ class Migration:
             self.connect()
         memory = self.check_memory()
         self.report = self._new_report(MigrationReport, strategy=self.strategy, memory=memory)
-        return self._timed(lambda: self._copy_and_merge(self._copy_mode()))
+
+        def work():
+            self._copy_and_merge(self._copy_mode())
+            if self.options.full_verify and not self.options.dry_run:
+                self._full_check()
+
+        return self._timed(work)
+
+    def _full_check(self):
+        """After the copy, the same pass as verify(), in the same process: read everything
+        again and check that every matching key and index entry is in the target."""
+        migration = self.report
+        self.report = check = self._new_report(MigrationReport, verify_only=True)
+        try:
+            self._copy_and_merge("plan")
+        finally:
+            self.report = migration
+        migration.full_check = dict(
+            verified=check.verified,
+            found=check.found,
+            missing=check.migrated,
+            index_missing=check.index_total("added"),
+            expired=check.expired,
+            missing_sample=check.samples["migrated"],
+        )
 
     def verify(self):
         """Check, writing nothing, that every matching key and index entry is in the target."""

@@ -543,3 +543,40 @@ def test_cleanup_index_delete_that_is_denied_is_reported_with_its_reason(redis_s
     assert index.deleted is False
     assert index.kept_because  # an index that was kept says why
     assert "kept (None)" not in report.summary()
+
+
+def test_full_verify_reads_everything_again_and_fails_on_a_missing_session(redis_server):
+    """full_verify: after the copy and its read-back, the same pass as verify(), in the same
+    run. A session removed from db 0 in between (eviction, an operator) fails the run."""
+    src, dst = redis_server.client(1), redis_server.client(0)
+    sessions = seed_sessions(src, 30)
+    lost = sessions[7]
+
+    class LosesOneAfterTheCopy(engine.Migration):
+        def _full_check(self):
+            dst.delete(lost)
+            dst.zrem(INDEX, lost)
+            super()._full_check()
+
+    migration = LosesOneAfterTheCopy(
+        redis_server.settings(),
+        engine.MigrationOptions(
+            source_db=1, target_db=0, patterns=(PATTERN,), indexes=(INDEX,), full_verify=True
+        ),
+    )
+    report = migration.run()
+
+    assert report.migrated == 30
+    assert report.missing == 0  # the copy's own read-back passed
+    assert report.full_check["missing"] == 1
+    assert report.full_check["index_missing"] == 1
+    assert report.full_check["missing_sample"] == [lost.decode()]
+    assert report.verified is False
+    assert report.ok is False
+    assert "VERIFICATION FAILED: read again, 1 keys and 1 index entries" in report.summary()
+    assert report.as_dict()["full_check"]["verified"] is False
+
+    again = engine.migrate(redis_server.settings(), migration.options)  # a rerun restores it
+    assert again.migrated == 1
+    assert again.verified is True
+    assert dst.get(lost) == src.get(lost)

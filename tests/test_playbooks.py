@@ -397,8 +397,10 @@ def test_migration_moves_every_session_once_per_endpoint_then_reruns_as_noop(
         assert counts["failed"] == counts["expired"] == 0, host
         assert report["migrate"]["index_counts"]["added"] == PLAN[host][1], host
         assert report["migrate"]["verified"] is True, host
-        assert report["verify"]["verified"] is True, host
-        assert report["verify"]["counts"]["migrated"] == 0, host  # nothing missing
+        # The independent check of everything, in the same module run (full_verify).
+        assert report["migrate"]["full_check"]["verified"] is True, host
+        assert report["migrate"]["full_check"]["missing"] == 0, host
+        assert report["migrate"]["full_check"]["index_missing"] == 0, host
         assert "invocation" not in report["migrate"]
     # app3 did not run the module: its record is app2's result, from app2's run.
     assert reports["app3"]["migrate"] == reports["app2"]["migrate"]

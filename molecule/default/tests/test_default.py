@@ -72,7 +72,7 @@ def test_migration_report_counts_what_moved_and_verified_it():
         }
         assert migrate["index_counts"]["added"] == expected.index_added
         assert migrate["verified"] is True
-        assert record["verify"]["verified"] is True
+        assert migrate["full_check"]["verified"] is True
 
 
 def test_rerun_report_shows_nothing_left_to_do():
