@@ -28,7 +28,7 @@ import re
 import ssl
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from itertools import islice
 
 try:
@@ -385,15 +385,7 @@ class IndexReport:
     missing: int = 0
 
     def as_dict(self):
-        return dict(
-            name=display(self.name),
-            found=self.found,
-            added=self.added,
-            present=self.present,
-            orphans=self.orphans,
-            failed=self.failed,
-            missing=self.missing,
-        )
+        return {**asdict(self), "name": display(self.name)}
 
 
 @dataclass
@@ -645,14 +637,7 @@ class IndexCleanup:
     kept_because: str | None = None
 
     def as_dict(self):
-        return dict(
-            name=display(self.name),
-            found=self.found,
-            missing=self.missing,
-            deleted=self.deleted,
-            failed=self.failed,
-            kept_because=self.kept_because,
-        )
+        return {**asdict(self), "name": display(self.name)}
 
 
 @dataclass

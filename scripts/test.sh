@@ -29,7 +29,8 @@ run_pytest pytest "$@"
 
 echo "== engine tests with redis-py 4.3 (Debian 12's python3-redis), without hiredis"
 ensure_venv "$COMPAT_VENV" "$ROOT/requirements-compat.txt"
-run_pytest "$COMPAT_VENV/bin/python" -m pytest -q -p no:cacheprovider tests/test_engine*.py
+run_pytest "$COMPAT_VENV/bin/python" -m pytest -q -p no:cacheprovider tests/test_engine*.py \
+    tests/test_faults.py
 
 echo "== molecule: every scenario, on real Redis containers built from Debian's archive"
 ensure_docker

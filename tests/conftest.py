@@ -146,6 +146,17 @@ def snapshot(client: redis.Redis, match="*"):
     return state
 
 
+def content(client, key):
+    """Type and value of a key. DUMP serialises a hashtable in its bucket order, which differs
+    between two equal hashes or sets, so those are compared by content."""
+    kind = client.type(key)
+    if client.object("encoding", key) != b"hashtable":
+        return kind, client.dump(key)
+    if kind == b"hash":
+        return kind, client.hgetall(key)
+    return kind, client.smembers(key)
+
+
 def zset(client: redis.Redis, key=INDEX):
     return dict(client.zrange(key, 0, -1, withscores=True))
 

@@ -10,6 +10,7 @@ import time
 
 import pytest
 from conftest import INDEX, PATTERN, SESSION, engine, run, seed_sessions, snapshot, zset
+from conftest import content as conftest_content
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -42,15 +43,8 @@ def counts(report):
 
 
 def content(client, key):
-    """Type, encoding and value of a key. DUMP serialises a hashtable in its bucket order,
-    which differs between two equal hashes or sets, so those are compared by content."""
-    kind = client.type(key)
-    encoding = client.object("encoding", key)
-    if encoding != b"hashtable":
-        return kind, encoding, client.dump(key)
-    if kind == b"hash":
-        return kind, encoding, client.hgetall(key)
-    return kind, encoding, client.smembers(key)
+    """Type, encoding and value of a key (conftest.content, and the encoding must match too)."""
+    return (client.object("encoding", key), *conftest_content(client, key))
 
 
 def assert_same_keys(src, dst, keys, slack_ms=0):

@@ -10,7 +10,17 @@ from __future__ import annotations
 
 import pytest
 import redis
-from conftest import INDEX, PATTERN, SESSION, engine, run, seed_sessions, snapshot, zset
+from conftest import (
+    INDEX,
+    PATTERN,
+    SESSION,
+    content,
+    engine,
+    run,
+    seed_sessions,
+    snapshot,
+    zset,
+)
 
 RO_PASSWORD = "ro-pw"  # noqa: S105 - a throwaway test user on a throwaway server
 CLEANER_PASSWORD = "cleaner-pw"  # noqa: S105 - likewise
@@ -33,17 +43,6 @@ def without_index(keys):
 
 def names(keys):
     return {engine.display(key) for key in keys}
-
-
-def content(client, key):
-    """Type and value of a key. DUMP serialises a hashtable in its bucket order, which differs
-    between two equal hashes or sets, so those are compared by content."""
-    kind = client.type(key)
-    if client.object("encoding", key) != b"hashtable":
-        return kind, client.dump(key)
-    if kind == b"hash":
-        return kind, client.hgetall(key)
-    return kind, client.smembers(key)
 
 
 def seed_big_sessions(client, count, start=1704067200000):

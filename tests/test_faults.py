@@ -17,7 +17,17 @@ import time
 from dataclasses import dataclass
 
 import pytest
-from conftest import INDEX, PATTERN, SESSION, engine, run, seed_sessions, snapshot, zset
+from conftest import (
+    INDEX,
+    PATTERN,
+    SESSION,
+    content,
+    engine,
+    run,
+    seed_sessions,
+    snapshot,
+    zset,
+)
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
@@ -66,17 +76,6 @@ def same(actual, expected):
         pytest.fail(f"{len(wrong)} entries differ (actual, expected), e.g. {shown}")
     pytest.fail(f"extra {sorted(actual - expected)[:5]}, missing {sorted(expected - actual)[:5]}")
     return False
-
-
-def content(client, key):
-    """Type and value of a key. DUMP serialises a hashtable in bucket order, which may differ
-    between two equal sets or hashes, so those are compared by content."""
-    kind = client.type(key)
-    if client.object("encoding", key) != b"hashtable":
-        return kind, client.dump(key)
-    if kind == b"hash":
-        return kind, client.hgetall(key)
-    return kind, client.smembers(key)
 
 
 def assert_copied(src, dst, keys):

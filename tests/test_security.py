@@ -31,7 +31,15 @@ import redis
 import yaml
 from conftest import INDEX, PATTERN, RedisServer, engine, free_port, seed_sessions, snapshot
 from test_engine_errors import _make_ca, _openssl
-from test_module import ANSIBLE_DOC, ANSIBLE_PLAYBOOK, ROOT, ansible_env, recap, run_tasks
+from test_module import (
+    ANSIBLE_DOC,
+    ANSIBLE_PLAYBOOK,
+    ROOT,
+    ansible_env,
+    recap,
+    run_tasks,
+    tcp_args,
+)
 from test_playbooks import CLEANUP, CONFIRM, MIGRATE, Run, write_inventory
 
 # Distinctive, and only letters, digits and dashes: a leak shows verbatim even inside JSON or a
@@ -111,17 +119,7 @@ def assert_no_leak(output="", folders=()):
 
 
 def module_args(port, **extra):
-    args = {
-        "login_host": "127.0.0.1",
-        "login_port": port,
-        "login_password": SECRET,
-        "source_db": 1,
-        "target_db": 0,
-        "patterns": [PATTERN],
-        "indexes": [INDEX_NAME],
-    }
-    args.update(extra)
-    return args
+    return tcp_args(SimpleNamespace(port=port), login_password=SECRET, **extra)
 
 
 def load_yaml(path):

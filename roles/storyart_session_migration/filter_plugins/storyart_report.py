@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-STEPS = ("preflight", "migrate", "verify", "cleanup")
 # What Ansible adds to a registered result, or what would only repeat the module arguments.
 DROPPED = ("invocation", "diff")
 
