@@ -3,22 +3,23 @@
 This is the migration engine behind the ``redis_db_migrate`` Ansible module. It is plain Python
 over redis-py with no Ansible import, so the module, the tests and the benchmark all call it.
 
-How a run works:
+How a migration works:
 
-* Preflight (``connect``): reach and authenticate, read the server's facts, refuse a cluster, a
-  replica, a database number the server does not have, and an index key that is not a sorted
-  set. Pick the copy strategy: COPY where the server has it and the user may run it, else
-  DUMP + PTTL + RESTORE.
+* Preflight (``connect``, ``check_memory``): reach and authenticate, read the server's facts,
+  refuse a cluster, a replica, a database number the server does not have, an index key that
+  is not a sorted set, and a copy that would not fit in memory. Pick the copy strategy: COPY
+  where the server has it and the user may run it, else DUMP + RESTORE.
 * Keys: SCAN the source db once per pattern and hand each batch of names to one Lua script
-  call. The script classifies every key of the batch atomically (gone from the source, already
-  in the target, or to copy) and, unless planning, copies it without REPLACE. Only a batch of
-  names is ever held in memory.
-* Indexes: ZSCAN each source index and merge each batch into the target index with ZADD NX, so
-  a member already in the target keeps its score.
-* Verify: after each batch is written, read the target back in a separate round trip.
+  call, which copies each key without REPLACE and tells, atomically, whether it was copied, was
+  already in the target, or has gone from the source. Only a batch of names is ever held.
+* Indexes: one script call per ZSCAN page of each source index merges it into the target
+  index with ZADD NX, so a member already in the target keeps its score.
+* Verify: after each batch is written, read the target back in a separate round trip; with
+  ``full_verify``, read everything again at the end.
 
-Nothing is ever written to or deleted from the source db. Planning (the dry run) runs the same
-code with the writes left out.
+A migration never writes to or deletes from the source db; the dry run runs the same scripts
+with the writes left out. ``verify`` only reads; ``cleanup`` deletes from the source only keys
+whose copy in the target is byte-identical.
 """
 
 from __future__ import annotations
@@ -422,6 +423,26 @@ class Report:
     def add_error(self, key, error):
         if len(self.errors) < ERROR_LIST_SIZE:
             self.errors.append({"key": display(key), "error": error})
+
+    def tally(self, keys, outcomes, kinds):
+        """Count a batch's outcome codes into the fields ``kinds`` names, and sample their keys.
+
+        Counted a code at a time, not a key at a time: this runs for every key of a million.
+        Returns the (key, outcome) pairs of no known code: the errors.
+        """
+        tallied = 0
+        for code, kind in kinds.items():
+            hits = outcomes.count(code)
+            tallied += hits
+            setattr(self, kind, getattr(self, kind) + hits)
+            room = SAMPLE_SIZE - len(self.samples.get(kind, ())) if kind in self.samples else 0
+            if hits and room > 0:
+                picked = [key for key, outcome in zip(keys, outcomes) if outcome == code]
+                for key in picked[:room]:
+                    self.add_sample(kind, key)
+        if tallied == len(keys):
+            return []
+        return [(key, outcome) for key, outcome in zip(keys, outcomes) if outcome not in kinds]
 
     def _head(self, what):
         dry = "DRY RUN, nothing written: " if self.dry_run else ""
@@ -1330,22 +1351,10 @@ class Migration:
             for key in keys:
                 report.add_error(key, error)
             return
-        # Counted a whole batch at a time: this loop runs for every key of a million.
-        tallied = 0
-        for code, kind in ((COPIED, "migrated"), (PRESENT, "skipped"), (GONE, "expired")):
-            hits = outcomes.count(code)
-            tallied += hits
-            setattr(report, kind, getattr(report, kind) + hits)
-            room = SAMPLE_SIZE - len(report.samples[kind])
-            if hits and room > 0:
-                picked = [key for key, outcome in zip(keys, outcomes) if outcome == code]
-                for key in picked[:room]:
-                    report.add_sample(kind, key)
-        if tallied < len(keys):
-            for key, outcome in zip(keys, outcomes):
-                if not isinstance(outcome, int):
-                    report.failed += 1
-                    report.add_error(key, self.settings.scrub(display(outcome)))
+        kinds = {COPIED: "migrated", PRESENT: "skipped", GONE: "expired"}
+        for key, error in report.tally(keys, outcomes, kinds):
+            report.failed += 1
+            report.add_error(key, self.settings.scrub(display(error)))
         if mode != "plan":
             copied = [key for key, outcome in zip(keys, outcomes) if outcome == COPIED]
             self._verify_keys(copied)
@@ -1432,14 +1441,8 @@ class Migration:
             for key in keys:
                 report.add_error(key, self.settings.scrub(exc))
             return
-        kinds = {0: "deleted", 1: "kept_different", 2: "kept_missing"}
-        for key, outcome in zip(keys, outcomes):
-            if outcome == 3:
-                report.expired += 1
-            else:
-                kind = kinds[outcome]
-                setattr(report, kind, getattr(report, kind) + 1)
-                report.add_sample(kind, key)
+        kinds = {0: "deleted", 1: "kept_different", 2: "kept_missing", 3: "expired"}
+        report.tally(keys, outcomes, kinds)  # the script has no per-key errors: DUMP, UNLINK
 
     def _clean_index(self, name):
         index = IndexCleanup(name=name)
@@ -1520,7 +1523,9 @@ def preflight(settings, options):
     """Every check a migration makes before its first write, and the memory estimate."""
 
     def facts(migration):
-        memory = migration.check_memory() or migration.estimate_memory()
+        memory = migration.check_memory() or migration._call(
+            migration.estimate_memory, "estimating memory"
+        )
         server = migration.facts
         result = dict(
             endpoint=settings.endpoint,

@@ -232,7 +232,8 @@ def run_engine(server, *, strategy="auto", dry_run=False, batch=1000, rate=0, pr
     return result
 
 
-def ansible_env(workdir):
+def timed_playbook(workdir, *args):
+    """Seconds one ansible-playbook run takes, from the repository root with its ansible.cfg."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANSIBLE_")}
     env.update(
         ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
@@ -240,7 +241,17 @@ def ansible_env(workdir):
         ANSIBLE_FORKS="50",
         ANSIBLE_NOCOLOR="1",
     )
-    return env
+    started = time.monotonic()
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible-playbook"), *args],
+        cwd=ROOT, env=env, capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    elapsed = time.monotonic() - started
+    if out.returncode:
+        raise SystemExit(
+            f"ansible-playbook {' '.join(args)} failed:\n{out.stdout[-3000:]}\n{out.stderr}"
+        )
+    return elapsed
 
 
 def run_module(server, workdir, batch):
@@ -252,16 +263,10 @@ def run_module(server, workdir, batch):
             "target_db": 0, "patterns": ["storyart:session:*"], "indexes": [INDEX.decode()],
             "batch_size": batch}}],
     }]))  # fmt: skip
-    started = time.monotonic()
-    out = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,",
-         "-e", f"ansible_python_interpreter={sys.executable}", "-c", "local", str(playbook)],
-        cwd=ROOT, env=ansible_env(workdir), capture_output=True, text=True, check=False,
+    return timed_playbook(
+        workdir, "-i", "localhost,", "-e", f"ansible_python_interpreter={sys.executable}",
+        "-c", "local", str(playbook),
     )  # fmt: skip
-    elapsed = time.monotonic() - started
-    if out.returncode:
-        raise SystemExit(f"ansible-playbook failed:\n{out.stdout}\n{out.stderr}")
-    return elapsed
 
 
 def run_fleet(servers, workdir, name, shared=False):
@@ -278,16 +283,9 @@ def run_fleet(servers, workdir, name, shared=False):
         "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
         "storyart_session_migration_report_dir": str(Path(workdir) / "reports"),
     }}}))  # fmt: skip
-    started = time.monotonic()
-    out = subprocess.run(
-        [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(inventory),
-         str(ROOT / "playbooks" / "migrate_sessions.yml")],
-        cwd=ROOT, env=ansible_env(workdir), capture_output=True, text=True, check=False,
-    )  # fmt: skip
-    elapsed = time.monotonic() - started
-    if out.returncode:
-        raise SystemExit(f"fleet run {name} failed:\n{out.stdout[-3000:]}\n{out.stderr}")
-    return elapsed
+    return timed_playbook(
+        workdir, "-i", str(inventory), str(ROOT / "playbooks" / "migrate_sessions.yml")
+    )
 
 
 def reset_target(server):
