@@ -54,102 +54,262 @@ MAX_BATCH_SIZE = 10000
 SAMPLE_SIZE = 10
 ERROR_LIST_SIZE = 20
 
-# Outcome codes returned by the copy script for each key.
-COPIED, PRESENT, GONE = 0, 1, 2
+# Bytes of MEMORY USAGE one server call may work through when max_batch_bytes is 0, by what the
+# call does. Measured on Redis 6.2, 7.0 and Valkey 9 (README, Performance): COPY costs up to
+# 2 ms per MB, DUMP + RESTORE of incompressible values up to 19 ms per MB, the clean-up's
+# comparison up to 5 ms per MB; so a call takes about 20 ms at most, well under the 50 ms at
+# which replicas, Sentinel and clients start to notice.
+AUTO_BATCH_BYTES = {"copy": 8 << 20, "dump-restore": 1 << 20, "cleanup": 2 << 20}
+# Memory a key takes beyond its MEMORY USAGE: the entry of its expiry.
+KEY_OVERHEAD = 48
+# Memory one index entry takes beyond its member name: skiplist node, score and dict entry.
+INDEX_ENTRY_BYTES = 96
+# The estimate reads SCAN pages of each pattern until it has seen this many matching keys.
+ESTIMATE_SAMPLE = 10000
+# Pacing sleeps in slices this long and PINGs its connections between them, so a server
+# 'timeout' (at least 1 s) never closes them as idle.
+KEEPALIVE_SECONDS = 0.5
 
-# KEYS: a batch of key names found in the source db.
-# ARGV: source db, target db, mode ('plan', 'copy', 'restore' or 'restore-abs').
-# 'restore-abs' (Redis 7.0+) restores at the source's absolute expiry (PEXPIRETIME + ABSTTL);
-# 'restore' (older servers) uses the relative PTTL, which may add a millisecond.
-# Returns one reply per key: 0 copied (or, when planning, to copy), 1 already in the target,
-# 2 gone from the source (expired), or the error text of a write that failed.
-# The whole batch runs atomically, so the classification cannot race with the write. A write
-# comes first and tells most keys apart by itself: COPY without REPLACE answers 0 when the
-# target has the key or the source lost it, RESTORE without REPLACE refuses a key the target
-# has (BUSYKEY), and DUMP of a gone key is nil. A refused write (e.g. OOM, which Redis answers
-# even when nothing would be written) of a key the target already has is a skip, so a rerun
-# on a full server still succeeds.
-COPY_SCRIPT = """
-local src, dst, mode = ARGV[1], ARGV[2], ARGV[3]
-local out = {}
-redis.call('SELECT', src)
-if mode == 'plan' then
-  for i, key in ipairs(KEYS) do out[i] = 2 * (1 - redis.call('EXISTS', key)) end
-  redis.call('SELECT', dst)
-  for i, key in ipairs(KEYS) do
-    if out[i] == 0 then out[i] = redis.call('EXISTS', key) end
-  end
-elseif mode == 'copy' then
-  for i, key in ipairs(KEYS) do
-    local r = redis.pcall('COPY', key, key, 'DB', dst)
-    if r == 1 then
-      out[i] = 0
-    elseif r == 0 then
-      out[i] = 1 + (1 - redis.call('EXISTS', key))
-    else
-      redis.call('SELECT', dst)
-      out[i] = redis.call('EXISTS', key) == 1 and 1 or r.err
-      redis.call('SELECT', src)
-    end
-  end
-else
-  local absolute = mode == 'restore-abs'
-  for i, key in ipairs(KEYS) do
-    local payload = redis.pcall('DUMP', key)
-    if type(payload) == 'table' then
-      out[i] = payload.err
-    elseif not payload then
-      out[i] = 2
-    else
-      local ttl = redis.call(absolute and 'PEXPIRETIME' or 'PTTL', key)
-      if ttl == 0 and not absolute then
-        -- expires within this millisecond: RESTORE with 0 would make it persistent
-        out[i] = 2
-      else
-        redis.call('SELECT', dst)
-        local r
-        if ttl < 0 then
-          r = redis.pcall('RESTORE', key, 0, payload)
-        elseif absolute then
-          r = redis.pcall('RESTORE', key, ttl, payload, 'ABSTTL')
-        else
-          r = redis.pcall('RESTORE', key, ttl, payload)
-        end
-        -- a status reply ({ok = 'OK'}) is a table too: only an error replaces the outcome
-        if type(r) == 'table' and r.err then
-          out[i] = redis.call('EXISTS', key) == 1 and 1 or r.err
-        else
-          out[i] = 0
-        end
-        redis.call('SELECT', src)
-      end
-    end
-  end
-end
-return out
+# Outcome codes of the copy script, per key.
+COPIED, PRESENT, GONE = 0, 1, 2
+# Outcome codes of the clean-up script, per key.
+IDENTICAL, DIFFERENT, NO_COPY, CLEAN_GONE = 0, 1, 2, 3
+# How a script call ended: every key handled; stopped at its byte budget (the next call takes
+# the rest); stopped by the memory guard because the next write would not fit; or stopped
+# because the server has evicted keys since the run started.
+DONE, BUDGET, MEMORY, EVICTED = 0, 1, 2, 3
+
+# Every script starts with this. Redis 5 and 6 let a script write after a non-deterministic
+# command (TIME, INFO, SCAN) only when it replicates its effects; Redis 7 always does.
+LUA_HEADER = f"""
+if redis.replicate_commands then redis.replicate_commands() end
+local COPIED, PRESENT, GONE = {COPIED}, {PRESENT}, {GONE}
+local IDENTICAL, DIFFERENT, NO_COPY, CLEAN_GONE = {IDENTICAL}, {DIFFERENT}, {NO_COPY}, {CLEAN_GONE}
+local DONE, BUDGET, MEMORY, EVICTED = {DONE}, {BUDGET}, {MEMORY}, {EVICTED}
+local KEY_OVERHEAD, INDEX_ENTRY_BYTES = {KEY_OVERHEAD}, {INDEX_ENTRY_BYTES}
 """
 
-# KEYS[1]: the index sorted set. ARGV: source db, target db, mode ('plan' or 'merge'), ZSCAN
-# cursor, ZSCAN COUNT. Reads one page of the source index and merges it into the target index
-# on the server: members already in the target keep their score (ZADD NX, whose reply counts
-# the members it added). Returns {next cursor, added, present, orphans, members, error}:
-# orphans are members whose session key exists in neither db, merged all the same; members
-# are the page's names, for the read-back; error is '' or why the merge failed.
-INDEX_SCRIPT = """
-local src, dst, mode, index = ARGV[1], ARGV[2], ARGV[3], KEYS[1]
-if redis.replicate_commands then redis.replicate_commands() end
+# The memory guard, run before a call writes anything. ARGV[4]: '1' when it is on; ARGV[5]: the
+# percentage of maxmemory kept free; ARGV[6]: the ceiling of used_memory when the server has no
+# maxmemory; ARGV[7]: evicted_keys when the run started. Returns the bytes this call may still
+# add (nil once the server has evicted keys since the start), used_memory, the ceiling and
+# evicted_keys. The ceiling is read afresh each call, so raising maxmemory mid-run counts.
+LUA_MEMORY_GUARD = """
+local function memory_room(dst, new_keys)
+  if ARGV[4] ~= '1' then return math.huge, 0, 0, ARGV[7] end
+  local evicted = redis.call('INFO', 'stats'):match('evicted_keys:(%d+)')
+  local info = redis.call('INFO', 'memory')
+  local used = tonumber(info:match('used_memory:(%d+)'))
+  local max = tonumber(info:match('maxmemory:(%d+)'))
+  local ceiling = tonumber(ARGV[6])
+  if max > 0 then ceiling = math.floor(max * (100 - tonumber(ARGV[5])) / 100) end
+  if evicted ~= ARGV[7] then return nil, used, ceiling, evicted end
+  -- New keys can double the target db's hash tables (keys and expiries), all at once.
+  redis.call('SELECT', dst)
+  local size, buckets, growth = redis.call('DBSIZE'), 4, 0
+  while buckets < size do buckets = buckets * 2 end
+  while size + new_keys > buckets do
+    buckets = buckets * 2
+    growth = growth + 16 * buckets
+  end
+  return ceiling - used - growth, used, ceiling, evicted
+end
+"""
+
+# KEYS: key names found in the source db. ARGV[1], ARGV[2]: source and target db. ARGV[3]: the
+# mode: 'plan' (classify, write nothing), 'copy' (COPY), 'restore' (DUMP, then RESTORE at the
+# source's absolute expiry read with PEXPIRETIME, Redis 7+) or 'restore-time' (the same on
+# older servers, the expiry read with TIME and PTTL). ARGV[4..7]: the memory guard (above).
+# ARGV[8]: this call's byte budget, 0 for none. ARGV[9]: '1' to size keys with MEMORY USAGE.
+# Handles the keys in order, never with REPLACE, and stops before a key that would take the
+# call over its byte budget (a key larger than the budget goes alone) or over the room the
+# memory guard leaves. Returns {how it ended, bytes copied (planning: to copy), one outcome per
+# key handled, used_memory, ceiling, evicted_keys, bytes of the key that did not fit}. An
+# outcome is COPIED (planning: to copy), PRESENT (the target has it), GONE (expired from the
+# source) or the error of a write that failed. A call runs atomically, so a key's
+# classification cannot race with its write.
+COPY_SCRIPT = (
+    LUA_HEADER
+    + LUA_MEMORY_GUARD
+    + """
+local src, dst, mode = ARGV[1], ARGV[2], ARGV[3]
+local budget, sized = tonumber(ARGV[8]), ARGV[9] == '1'
+
+local function in_target(key)
+  redis.call('SELECT', dst)
+  local found = redis.call('EXISTS', key) == 1
+  redis.call('SELECT', src)
+  return found
+end
+
+-- Bytes the key takes in the source, or nil when it is not there. MEMORY USAGE still sizes a
+-- key that has expired but not been deleted yet; the writes below tell such a key apart.
+local function size_of(key)
+  if not sized then return redis.call('EXISTS', key) == 1 and 0 or nil end
+  local bytes = redis.call('MEMORY', 'USAGE', key)
+  return bytes and bytes + KEY_OVERHEAD
+end
+
+-- The source key's absolute expiry in ms, -1 for none, 0 when it has expired or expires this
+-- millisecond. Before Redis 7 there is no PEXPIRETIME: PTTL read between two TIME replies of
+-- the same millisecond gives it exactly, since both read the same clock.
+local function expiry(key)
+  if mode == 'restore' then
+    local at = redis.call('PEXPIRETIME', key)
+    return at == -2 and 0 or at
+  end
+  while true do
+    local before = redis.call('TIME')
+    local ttl = redis.call('PTTL', key)
+    local after = redis.call('TIME')
+    if ttl == -1 then return -1 end
+    if ttl <= 0 then return 0 end
+    local ms = tonumber(before[1]) * 1000 + math.floor(tonumber(before[2]) / 1000)
+    if ms == tonumber(after[1]) * 1000 + math.floor(tonumber(after[2]) / 1000) then
+      return ms + ttl
+    end
+  end
+end
+
+local function copy(key)
+  if mode == 'copy' then
+    local done = redis.pcall('COPY', key, key, 'DB', dst)
+    if done == 1 then return COPIED end
+    -- Nothing copied: the target has the key, or the source's has expired.
+    if done == 0 then return in_target(key) and PRESENT or GONE end
+    return in_target(key) and PRESENT or done.err
+  end
+  if in_target(key) then return PRESENT end
+  local payload = redis.call('DUMP', key)
+  if not payload then return GONE end
+  local at = expiry(key)
+  if at == 0 then return GONE end
+  redis.call('SELECT', dst)
+  local done
+  if at < 0 then
+    done = redis.pcall('RESTORE', key, 0, payload)
+  else
+    -- Absolute: what replicas and the AOF replay is the same instant, whenever they replay it.
+    done = redis.pcall('RESTORE', key, at, payload, 'ABSTTL')
+  end
+  local outcome = COPIED
+  -- A status reply ({ok = 'OK'}) is a table too: only an error changes the outcome.
+  if done.err then outcome = redis.call('EXISTS', key) == 1 and PRESENT or done.err end
+  redis.call('SELECT', src)
+  return outcome
+end
+
+local out, spent = {}, 0
+if mode == 'plan' then
+  local sizes = {}
+  redis.call('SELECT', src)
+  for i, key in ipairs(KEYS) do
+    sizes[i] = false
+    if redis.call('EXISTS', key) == 1 then sizes[i] = size_of(key) or 0 end
+  end
+  redis.call('SELECT', dst)
+  for i, key in ipairs(KEYS) do
+    if not sizes[i] then
+      out[i] = GONE
+    elseif redis.call('EXISTS', key) == 1 then
+      out[i] = PRESENT
+    else
+      out[i] = COPIED
+      spent = spent + sizes[i]
+    end
+  end
+  return {DONE, spent, out, 0, 0, ARGV[7], 0}
+end
+
+local room, used, ceiling, evicted = memory_room(dst, #KEYS)
+if not room then return {EVICTED, 0, out, used, ceiling, evicted, 0} end
 redis.call('SELECT', src)
-local page = redis.call('ZSCAN', index, ARGV[4], 'COUNT', ARGV[5])
-local flat, members, pairs = page[2], {}, {}
+for i, key in ipairs(KEYS) do
+  local size = size_of(key)
+  if not size then
+    out[i] = GONE
+  elseif budget > 0 and spent > 0 and spent + size > budget then
+    return {BUDGET, spent, out, used, ceiling, evicted, 0}
+  elseif spent + size > room and not in_target(key) then
+    return {MEMORY, spent, out, used, ceiling, evicted, size}
+  else
+    out[i] = copy(key)
+    if out[i] == COPIED then spent = spent + size end
+  end
+end
+return {DONE, spent, out, used, ceiling, evicted, 0}
+"""
+)
+
+# KEYS[1]: the index sorted set. ARGV[1], ARGV[2]: source and target db. ARGV[3]: 'plan' or
+# 'merge'. ARGV[4..7]: the memory guard. ARGV[8]: ZSCAN cursor. ARGV[9]: ZSCAN COUNT, sized by
+# the caller to the byte budget. Reads one page of the source index and merges it into the
+# target index on the server: members already in the target keep their score (ZADD NX, whose
+# reply counts the members it added). Returns {how it ended, next cursor, added, present,
+# orphans, members, error, bytes the page needs, used_memory, ceiling, evicted_keys}: orphans
+# are members whose session key exists in neither db, merged all the same; members are the
+# page's names, for the read-back; error is '' or why the merge failed. A page the memory
+# guard stops is not merged at all, and the cursor returned is the one it was given.
+INDEX_SCRIPT = (
+    LUA_HEADER
+    + LUA_MEMORY_GUARD
+    + """
+local src, dst, mode, index = ARGV[1], ARGV[2], ARGV[3], KEYS[1]
+local room, used, ceiling, evicted = math.huge, 0, 0, ARGV[7]
+if mode == 'merge' then
+  room, used, ceiling, evicted = memory_room(dst, 0)
+  if not room then return {EVICTED, ARGV[8], 0, 0, 0, {}, '', 0, used, ceiling, evicted} end
+end
+redis.call('SELECT', src)
+local page = redis.call('ZSCAN', index, ARGV[8], 'COUNT', ARGV[9])
+local flat, members, scored = page[2], {}, {}
 for i = 1, #flat, 2 do
   members[#members + 1] = flat[i]
-  pairs[#pairs + 1] = flat[i + 1]
-  pairs[#pairs + 1] = flat[i]
+  scored[#scored + 1] = flat[i + 1]
+  scored[#scored + 1] = flat[i]
 end
-local added, orphans, elsewhere, err = 0, 0, {}, ''
 redis.call('SELECT', dst)
+
+local function new_members()
+  local found = {}
+  for _, member in ipairs(members) do
+    if not redis.call('ZSCORE', index, member) then found[#found + 1] = member end
+  end
+  return found
+end
+
+local function bytes(names)
+  local total = 0
+  for _, member in ipairs(names) do total = total + #member + INDEX_ENTRY_BYTES end
+  return total
+end
+
+local added, need, err = 0, 0, ''
+if mode == 'plan' then
+  added = #new_members()
+else
+  need = bytes(members)
+  -- Only the entries the target lacks take memory: count them before refusing the page.
+  if need > room then need = bytes(new_members()) end
+  if need > 0 and need > room then
+    return {MEMORY, ARGV[8], 0, 0, 0, {}, '', need, used, ceiling, evicted}
+  end
+  for first = 1, #scored, 2000 do
+    local last = math.min(first + 1999, #scored)
+    local r = redis.pcall('ZADD', index, 'NX', unpack(scored, first, last))
+    if type(r) == 'table' then
+      -- Refused (e.g. OOM): not an error if the target already has every one of them.
+      for i = first + 1, last, 2 do
+        if not redis.call('ZSCORE', index, scored[i]) then err = r.err end
+      end
+      if err ~= '' then break end
+    else
+      added = added + r
+    end
+  end
+end
 -- One EXISTS of the whole page settles the usual case: every session is in the target.
-local in_target = 0
+local in_target, elsewhere, orphans = 0, {}, 0
 for first = 1, #members, 1000 do
   local last = math.min(first + 999, #members)
   in_target = in_target + redis.call('EXISTS', unpack(members, first, last))
@@ -158,63 +318,204 @@ if in_target < #members then
   for _, member in ipairs(members) do
     if redis.call('EXISTS', member) == 0 then elsewhere[#elsewhere + 1] = member end
   end
+  redis.call('SELECT', src)
+  for _, member in ipairs(elsewhere) do orphans = orphans + 1 - redis.call('EXISTS', member) end
 end
-if mode == 'plan' then
-  for _, member in ipairs(members) do
-    if not redis.call('ZSCORE', index, member) then added = added + 1 end
+return {DONE, page[1], added, #members - added, orphans, members, err, need, used, ceiling,
+  evicted}
+"""
+)
+
+# KEYS: key names found in the source db. ARGV[1], ARGV[2]: source and target db. ARGV[3]:
+# 'plan' or 'delete'. ARGV[4]: this call's byte budget, 0 for none. ARGV[5]: '1' to size keys
+# with MEMORY USAGE. Compares each source key with the target key of the same name by type and
+# content, whatever their encodings: strings byte for byte, list items in order, hash fields
+# and values, set members, sorted-set members and scores, stream entries one by one (other
+# types by DUMP). Stops before a key that would take the call over its byte budget (a key
+# larger than the budget goes alone). Returns {how it ended, bytes compared, one outcome per
+# key handled}: IDENTICAL (deleted, or planning, would be), DIFFERENT, NO_COPY or CLEAN_GONE
+# (gone from the source). Only identical keys are ever deleted, with UNLINK, in the same
+# atomic call as their comparison.
+CLEANUP_SCRIPT = (
+    LUA_HEADER
+    + """
+local src, dst, mode = ARGV[1], ARGV[2], ARGV[3]
+local budget, sized = tonumber(ARGV[4]), ARGV[5] == '1'
+
+local function as_map(flat, step)
+  local map, n = {}, 0
+  for i = 1, #flat, step do
+    map[flat[i]] = step == 2 and flat[i + 1] or true
+    n = n + 1
   end
-else
-  for first = 1, #pairs, 2000 do
-    local r = redis.pcall('ZADD', index, 'NX', unpack(pairs, first, math.min(first + 1999, #pairs)))
-    if type(r) == 'table' then
-      -- Refused (e.g. OOM): not an error if the target already has every one of them.
-      for i = first + 1, math.min(first + 1999, #pairs), 2 do
-        if not redis.call('ZSCORE', index, pairs[i]) then err = r.err end
-      end
-      if err ~= '' then break end
+  return {map = map, n = n}
+end
+
+local function stream(key)
+  local flat = {}
+  for _, entry in ipairs(redis.call('XRANGE', key, '-', '+')) do
+    flat[#flat + 1] = entry[1]
+    flat[#flat + 1] = #entry[2]
+    for _, part in ipairs(entry[2]) do flat[#flat + 1] = part end
+  end
+  return flat
+end
+
+-- The type and content of a key of the selected db.
+local function content(key)
+  local kind = redis.call('TYPE', key).ok
+  if kind == 'none' then return kind end
+  if kind == 'string' then return kind, redis.call('GET', key) end
+  if kind == 'list' then return kind, redis.call('LRANGE', key, 0, -1) end
+  if kind == 'hash' then return kind, as_map(redis.call('HGETALL', key), 2) end
+  if kind == 'set' then return kind, as_map(redis.call('SMEMBERS', key), 1) end
+  if kind == 'zset' then return kind, as_map(redis.call('ZRANGE', key, 0, -1, 'WITHSCORES'), 2) end
+  if kind == 'stream' then return kind, stream(key) end
+  return kind, redis.call('DUMP', key)
+end
+
+local function same(a, b)
+  if type(a) ~= 'table' then return a == b end
+  if a.map then
+    if a.n ~= b.n then return false end
+    for name, value in pairs(a.map) do
+      if b.map[name] ~= value then return false end
+    end
+    return true
+  end
+  if #a ~= #b then return false end
+  for i = 1, #a do
+    if a[i] ~= b[i] then return false end
+  end
+  return true
+end
+
+local out, identical, spent, ended = {}, {}, 0, DONE
+for i, key in ipairs(KEYS) do
+  redis.call('SELECT', src)
+  local size = 0
+  if sized then size = redis.call('MEMORY', 'USAGE', key) or 0 end
+  if budget > 0 and spent > 0 and spent + size > budget then
+    ended = BUDGET
+    break
+  end
+  local kind, mine = content(key)
+  if kind == 'none' then
+    out[i] = CLEAN_GONE
+  else
+    spent = spent + size
+    redis.call('SELECT', dst)
+    local their_kind, theirs = content(key)
+    if their_kind == 'none' then
+      out[i] = NO_COPY
+    elseif their_kind == kind and same(mine, theirs) then
+      out[i] = IDENTICAL
+      identical[#identical + 1] = key
     else
-      added = added + r
+      out[i] = DIFFERENT
     end
   end
 end
-redis.call('SELECT', src)
-for _, member in ipairs(elsewhere) do orphans = orphans + 1 - redis.call('EXISTS', member) end
-return {page[1], added, #members - added, orphans, members, err}
-"""
-
-# KEYS: a batch of key names found in the source db. ARGV: source db, target db, mode ('plan'
-# or 'delete'). Returns one code per key: 0 the target holds an identical copy (same DUMP
-# payload, which includes the type), so the source key is deleted (or, planning, would be);
-# 1 the target's copy differs; 2 the target has no copy; 3 gone from the source. Only keys
-# with code 0 are ever deleted, with UNLINK, in the same atomic script as their comparison.
-CLEANUP_SCRIPT = """
-local src, dst, mode = ARGV[1], ARGV[2], ARGV[3]
-local out, same = {}, {}
-for i, key in ipairs(KEYS) do
+if mode == 'delete' and #identical > 0 then
   redis.call('SELECT', src)
-  local mine = redis.call('DUMP', key)
-  if not mine then
-    out[i] = 3
-  else
-    redis.call('SELECT', dst)
-    local theirs = redis.call('DUMP', key)
-    if not theirs then out[i] = 2
-    elseif theirs ~= mine then out[i] = 1
-    else out[i] = 0; same[#same + 1] = key end
+  for first = 1, #identical, 1000 do
+    redis.call('UNLINK', unpack(identical, first, math.min(first + 999, #identical)))
   end
 end
-if mode == 'delete' and #same > 0 then
-  redis.call('SELECT', src)
-  for first = 1, #same, 1000 do
-    redis.call('UNLINK', unpack(same, first, math.min(first + 999, #same)))
+return {ended, spent, out}
+"""
+)
+
+# KEYS: the index names, which are never counted as keys. ARGV[1], ARGV[2]: source and target
+# db. ARGV[3]: SCAN cursor. ARGV[4]: pattern. ARGV[5]: SCAN COUNT. One SCAN page of the source
+# for the memory estimate: how many keys match, how many of those the target lacks, and the
+# bytes (MEMORY USAGE) these take. Returns {next cursor, matching, to copy, bytes to copy}.
+ESTIMATE_SCRIPT = (
+    LUA_HEADER
+    + """
+local skip = {}
+for _, name in ipairs(KEYS) do skip[name] = true end
+redis.call('SELECT', ARGV[1])
+local page = redis.call('SCAN', ARGV[3], 'MATCH', ARGV[4], 'COUNT', ARGV[5])
+local names, sizes = {}, {}
+for _, key in ipairs(page[2]) do
+  local bytes = not skip[key] and redis.call('MEMORY', 'USAGE', key)
+  if bytes then
+    names[#names + 1] = key
+    sizes[#names] = bytes
   end
+end
+redis.call('SELECT', ARGV[2])
+local to_copy, total = 0, 0
+for i, key in ipairs(names) do
+  if redis.call('EXISTS', key) == 0 then
+    to_copy = to_copy + 1
+    total = total + sizes[i] + KEY_OVERHEAD
+  end
+end
+return {page[1], #names, to_copy, total}
+"""
+)
+
+# KEYS[1]: a key name inside the migrated namespace that neither db holds, so that no probe
+# can change anything. ARGV[1], ARGV[2]: source and target db, then each command to try as its
+# word count and its words, '{key}' standing for KEYS[1]. Each runs with redis.pcall in the
+# source db, so the server's own command table and ACL decide. Returns, per command, the
+# error it got or '' when it ran; nil when the probe key exists (the caller picks another).
+PROBE_SCRIPT = (
+    LUA_HEADER
+    + """
+local key = KEYS[1]
+for _, db in ipairs({ARGV[2], ARGV[1]}) do
+  redis.call('SELECT', db)
+  if redis.call('EXISTS', key) == 1 then return nil end
+end
+local out, i = {}, 3
+while i <= #ARGV do
+  local count, words = tonumber(ARGV[i]), {}
+  for j = 1, count do
+    words[j] = ARGV[i + j] == '{key}' and key or ARGV[i + j]
+  end
+  local reply = redis.pcall(unpack(words))
+  out[#out + 1] = type(reply) == 'table' and reply.err or ''
+  i = i + count + 1
 end
 return out
 """
+)
 
-MEMORY_SAMPLE = 200
-# Copying is refused when its estimate would leave less than this share of the limit free.
-MEMORY_HEADROOM = 0.10
+# How each command a run may send is tried without changing anything: on a probe key that
+# exists in neither db, or with arguments the command itself rejects after the server's command
+# lookup and ACL check (COPY of a key onto itself, RESTORE of a payload that is not one, ZADD
+# with both NX and XX).
+PROBES = {
+    "COPY": ("COPY", "{key}", "{key}"),
+    "DUMP": ("DUMP", "{key}"),
+    "RESTORE": ("RESTORE", "{key}", "0", "not a dump payload"),
+    "PEXPIRETIME": ("PEXPIRETIME", "{key}"),
+    "PTTL": ("PTTL", "{key}"),
+    "TIME": ("TIME",),
+    "EXISTS": ("EXISTS", "{key}"),
+    "SCAN": ("SCAN", "0", "MATCH", "{key}", "COUNT", "1"),
+    "TYPE": ("TYPE", "{key}"),
+    "DBSIZE": ("DBSIZE",),
+    "INFO": ("INFO", "stats"),
+    "MEMORY USAGE": ("MEMORY", "USAGE", "{key}"),
+    "ZSCAN": ("ZSCAN", "{key}", "0"),
+    "ZSCORE": ("ZSCORE", "{key}", "m"),
+    "ZMSCORE": ("ZMSCORE", "{key}", "m"),
+    "ZCARD": ("ZCARD", "{key}"),
+    "ZADD": ("ZADD", "{key}", "NX", "XX", "0", "m"),
+    "GET": ("GET", "{key}"),
+    "LRANGE": ("LRANGE", "{key}", "0", "-1"),
+    "HGETALL": ("HGETALL", "{key}"),
+    "SMEMBERS": ("SMEMBERS", "{key}"),
+    "ZRANGE": ("ZRANGE", "{key}", "0", "-1"),
+    "XRANGE": ("XRANGE", "{key}", "-", "+"),
+    "UNLINK": ("UNLINK", "{key}"),
+}
+# Commands only a client may send (not a script): tried on one connection, in this order.
+TRANSACTION_PROBES = (("WATCH", "{key}"), ("MULTI",), ("EXEC",), ("UNWATCH",))
 
 
 class MigrationError(Exception):
@@ -280,9 +581,10 @@ class ConnectionSettings:
             if getattr(self, option) <= 0:
                 raise MigrationError(f"{option} must be a positive number of seconds.")
 
-    def client(self, db):
+    def client(self, db, **extra):
         """A redis-py client on ``db`` that returns bytes and never retries on its own."""
         kwargs = dict(
+            extra,
             db=db,
             username=self.username,
             password=self.password,
@@ -326,6 +628,8 @@ class MigrationOptions:
     memory_check: bool = True
     max_keys_per_second: int = 0
     full_verify: bool = False
+    max_batch_bytes: int = 0
+    memory_headroom: int = 10
 
     def validate(self):
         for option in ("source_db", "target_db"):
@@ -354,6 +658,15 @@ class MigrationOptions:
             raise MigrationError(
                 f"strategy must be one of {', '.join(STRATEGIES)}, not {self.strategy!r}."
             )
+        if self.max_batch_bytes < 0:
+            raise MigrationError(
+                f"max_batch_bytes must be 0 (sized for each kind of call) or more, not "
+                f"{self.max_batch_bytes}."
+            )
+        if not 0 <= self.memory_headroom <= 90:
+            raise MigrationError(
+                f"memory_headroom must be a percentage from 0 to 90, not {self.memory_headroom}."
+            )
         if self.max_keys_per_second < 0:
             raise MigrationError(
                 f"max_keys_per_second must be 0 (no limit) or more, not {self.max_keys_per_second}."
@@ -365,10 +678,14 @@ class ServerFacts:
     version: tuple
     role: str
     cluster: bool
+    info: bool = True  # INFO answered; without it (HELLO) the memory facts are unknown
     databases: int | None = None
     used_memory: int | None = None
+    used_memory_rss: int | None = None
     maxmemory: int | None = None
+    maxmemory_policy: str | None = None
     total_system_memory: int | None = None
+    evicted_keys: int | None = None
 
     @property
     def version_text(self):
@@ -407,6 +724,8 @@ class Report:
     errors: list = field(default_factory=list)
     duration: float = 0.0
     aborted: str | None = None
+    # Checks this run could not make, each with why: e.g. MEMORY USAGE denied.
+    checks_not_run: list = field(default_factory=list)
 
     def __post_init__(self):
         for kind in self.SAMPLE_KINDS:
@@ -452,6 +771,7 @@ class Report:
         )
 
     def _tail(self, parts):
+        parts.extend(f"NOT CHECKED: {check}" for check in self.checks_not_run)
         parts.append(f"{self.duration:.2f}s, {self.keys_per_second} keys/s")
         if self.aborted:
             parts.append("STOPPED before the end")
@@ -474,6 +794,7 @@ class Report:
             duration=round(self.duration, 3),
             keys_per_second=self.keys_per_second,
             aborted=self.aborted,
+            checks_not_run=self.checks_not_run,
             msg=self.summary(),
         )
 
@@ -497,6 +818,8 @@ class MigrationReport(Report):
     missing_sample: list = field(default_factory=list)
     memory: dict | None = None
     full_check: dict | None = None
+    # MEMORY USAGE of the keys copied (in a dry run: that a real run would copy).
+    copy_bytes: int = 0
 
     def index_total(self, name):
         return sum(getattr(index, name) for index in self.indexes)
@@ -539,10 +862,11 @@ class MigrationReport(Report):
         target = self.target_db
         parts = [
             self._head("migrate") + f", strategy {self.strategy}",
-            f"keys found {self.found}, {would}migrated {self.migrated}, {would}skipped "
-            f"(already in db {target}) {self.skipped}, expired {self.expired}, "
-            f"failed {self.failed}",
+            f"keys found {self.found}, {would}migrated {self.migrated} "
+            f"({self.copy_bytes / 1048576:.1f} MiB), {would}skipped (already in db {target}) "
+            f"{self.skipped}, expired {self.expired}, failed {self.failed}",
         ]
+        parts.extend(f"WARNING: {text}" for text in (self.memory or {}).get("warnings", ()))
         parts.extend(
             f"index {display(index.name)}: {index.found} entries, {would}added "
             f"{index.added}, already present {index.present}, without session key "
@@ -621,7 +945,7 @@ class MigrationReport(Report):
                 missing_sample=self.missing_sample,
                 expired_after_copy=self.expired_after_copy,
             ),
-            memory=self.memory,
+            memory=dict(self.memory or {}, copy_bytes=self.copy_bytes),
             full_check=self.full_check,
         )
 
@@ -904,9 +1228,27 @@ def is_noperm(exc):
     if getattr(exc, "status_code", None) == "NOPERM":
         return True
     denied = getattr(redis_errors, "NoPermissionError", ())
-    text = str(exc)
-    # Inside a Lua script a denied command reads "The user executing the script can't run...".
-    return isinstance(exc, denied) or text.startswith("NOPERM") or "can't run this command" in text
+    text = str(exc).lower()
+    # Inside a Lua script Redis says "The user executing the script can't run this command",
+    # Valkey "ACL failure in script: User x has no permissions to run the 'copy' command".
+    return (
+        isinstance(exc, denied)
+        or text.startswith("noperm")
+        or "can't run this command" in text
+        or "no permissions" in text
+    )
+
+
+def is_unknown_command(exc):
+    """Whether the server does not know a command: it lacks it, or it was renamed away."""
+    text = str(exc).lower()
+    return "unknown command" in text or "unknown redis command" in text
+
+
+def is_refusal(text):
+    """Whether a probe's error says the command may not run here, as opposed to an error
+    the command itself gave for the probe's arguments."""
+    return bool(text) and (is_noperm(text) or is_unknown_command(text))
 
 
 def _is_tls_failure(exc):
@@ -932,10 +1274,30 @@ def _command_permitted(client, *args):
     return True
 
 
-class Migration:
-    """One run against one Redis endpoint. Use ``connect()``, then ``run()``."""
+class GuardStop(Exception):
+    """The memory guard stopped the run; the message says why and what to do."""
 
-    PROBE_KEY = b"storyart-migration:probe:never-written"
+
+def scanned_share(cursor):
+    """The share of a db's keys a SCAN has gone through when it returns ``cursor``.
+
+    SCAN walks the hash table in reverse-binary order of its buckets, so the cursor's bits read
+    backwards are the part of the table behind it, whatever the table's size.
+    """
+    cursor = int(cursor)
+    return int(f"{cursor:064b}"[::-1], 2) / 2**64 if cursor else 1.0
+
+
+def acl_name(command):
+    """How ACL SETUSER names a command: 'MEMORY USAGE' is 'memory|usage'."""
+    return command.lower().replace(" ", "|")
+
+
+class Migration:
+    """One run against one Redis endpoint: ``connect(mode)``, then ``run()``, ``verify()`` or
+    ``cleanup()``."""
+
+    PROBE_SUFFIX = b"redis-db-migrate-probe"
 
     def __init__(self, settings, options):
         if not HAS_REDIS:
@@ -959,11 +1321,23 @@ class Migration:
         self.facts = None
         self.source = None
         self.target = None
+        self.copy_script = None
+        self.index_script = None
+        self.cleanup_script = None
+        self.estimate_script = None
+        # Commands the server lacks, has renamed or denies this user; checks that cannot run.
+        self.unavailable = set()
+        self.checks_not_run = []
+        # The memory guard's arguments to the scripts: off until check_memory() sets them.
+        self.guard_args = ["0", "0", "0", "0"]
+        self.started = 0.0
+        self.paced = 0
 
     # Preflight -------------------------------------------------------------------------------
 
-    def connect(self, copying=True):
-        """Reach the server and check it can take this run; when copying, pick the strategy."""
+    def connect(self, mode="migrate"):
+        """Reach the server and check it can take a run of ``mode``: preflight, migrate,
+        verify or cleanup. Every command the run will send is probed first."""
         admin = self.settings.client(db=0)
         self._call(admin.ping, "connecting")
         self.facts = self._server_facts(admin)
@@ -972,12 +1346,17 @@ class Migration:
         self.source = self._open_db(self.options.source_db)
         self.target = self._open_db(self.options.target_db)
         self._check_index_types()
+        register = self.source.register_script
+        self.copy_script = register(COPY_SCRIPT)
+        self.index_script = register(INDEX_SCRIPT)
+        self.cleanup_script = register(CLEANUP_SCRIPT)
+        self.estimate_script = register(ESTIMATE_SCRIPT)
+        self.unavailable = self._probe_commands(register(PROBE_SCRIPT))
+        if not self.facts.info:
+            self.unavailable.add("INFO")
+        copying = mode in ("preflight", "migrate")
         self.strategy = self._pick_strategy() if copying else "none"
-        self.copy_script = self.source.register_script(COPY_SCRIPT)
-        self.index_script = self.source.register_script(INDEX_SCRIPT)
-        self.cleanup_script = self.source.register_script(CLEANUP_SCRIPT)
-        # Run the copy script on nothing: proves scripting is allowed before any key is touched.
-        self._call(lambda: self._copy_batch([], "plan"), "running a Lua script (EVALSHA)")
+        self._check_commands(mode)
         return self.facts
 
     def _call(self, func, action):
@@ -988,11 +1367,11 @@ class Migration:
 
     def _server_facts(self, client):
         try:
-            info = client.info()
+            info, readable = client.info(), True
         except redis_errors.ResponseError as exc:
-            if not is_noperm(exc):
+            if not (is_noperm(exc) or is_unknown_command(exc)):
                 raise MigrationError(describe_error(exc, self.settings, "reading INFO")) from None
-            info = self._hello()
+            info, readable = self._hello(), False
         except redis_errors.RedisError as exc:
             raise MigrationError(describe_error(exc, self.settings, "reading INFO")) from None
         version = tuple(int(p) for p in re.findall(rb"\d+", as_bytes(info["redis_version"]))[:3])
@@ -1000,9 +1379,13 @@ class Migration:
             version=version,
             role=str(info.get("role", "master")),
             cluster=bool(int(info.get("cluster_enabled", 0))),
+            info=readable,
             used_memory=info.get("used_memory"),
+            used_memory_rss=info.get("used_memory_rss"),
             maxmemory=info.get("maxmemory"),
+            maxmemory_policy=info.get("maxmemory_policy"),
             total_system_memory=info.get("total_system_memory"),
+            evicted_keys=info.get("evicted_keys"),
         )
         try:
             value = client.config_get("databases")
@@ -1014,7 +1397,7 @@ class Migration:
         return facts
 
     def _hello(self):
-        """Server facts for a user that may not run INFO (e.g. ACL -@dangerous).
+        """Server facts for a user that may not run INFO, or a server that renamed it.
 
         HELLO 2 switches its connection to RESP2, so it runs on a throwaway client.
         """
@@ -1024,8 +1407,8 @@ class Migration:
         except redis_errors.RedisError as exc:
             raise MigrationError(
                 f"Cannot read the server's version and role at {self.settings.endpoint}: INFO "
-                f"is denied and HELLO failed ({self.settings.scrub(exc)}). Grant the user INFO "
-                f"or use Redis 6 or newer."
+                f"is denied or renamed and HELLO failed ({self.settings.scrub(exc)}). Grant "
+                f"the user INFO or use Redis 6 or newer."
             ) from None
         finally:
             probe.close()
@@ -1096,12 +1479,53 @@ class Migration:
                         f"option, or move that key away before migrating."
                     )
 
+    def _probe_keys(self):
+        """Names inside the migrated namespace for the probes: the first pattern's literal
+        start, so a user whose keys an ACL limits to that namespace may touch them."""
+        prefix = re.split(rb"[*?\[\\]", self.patterns[0], maxsplit=1)[0]
+        for n in range(10):
+            yield prefix + self.PROBE_SUFFIX + b":%d" % n
+
+    def _probe_commands(self, probe):
+        """The commands of PROBES and TRANSACTION_PROBES this server lacks, has renamed or
+        denies this user. Running the probe script also proves scripting is allowed."""
+        names = list(PROBES)
+        words = [word for name in names for word in (str(len(PROBES[name])), *PROBES[name])]
+        dbs = [self.options.source_db, self.options.target_db]
+        for key in self._probe_keys():
+            replies = self._call(
+                lambda k=key: probe(keys=[k], args=[*dbs, *words]),
+                "running a Lua script (EVALSHA)",
+            )
+            if replies is not None:
+                break
+        else:
+            raise MigrationError(
+                f"Every probe key name ({display(key)} and the 9 before it) exists on Redis at "
+                f"{self.settings.endpoint}: delete them, they are never written by this module."
+            )
+        denied = {name for name, reply in zip(names, replies) if is_refusal(display(reply))}
+        return denied | self._call(lambda: self._probe_transaction(key), "checking WATCH")
+
+    def _probe_transaction(self, key):
+        """WATCH, MULTI, EXEC and UNWATCH, which scripts may not send, tried on a connection
+        of their own that is closed afterwards, whatever state the probes left it in."""
+        probe = self.settings.client(db=self.options.source_db, single_connection_client=True)
+        denied = set()
+        try:
+            for words in TRANSACTION_PROBES:
+                try:
+                    probe.execute_command(*(key if word == "{key}" else word for word in words))
+                except redis_errors.ResponseError as exc:
+                    if is_refusal(str(exc)):
+                        denied.add(words[0])
+        finally:
+            probe.close()
+        return denied
+
     def _pick_strategy(self):
         requested = self.options.strategy
-        copy_ok = self.facts.version >= (6, 2) and self._call(
-            lambda: _command_permitted(self.source, "COPY", self.PROBE_KEY, self.PROBE_KEY),
-            "checking COPY",
-        )
+        copy_ok = self.facts.version >= (6, 2) and "COPY" not in self.unavailable
         if copy_ok and requested in ("auto", "copy"):
             return "copy"
         if requested == "copy":
@@ -1110,101 +1534,200 @@ class Migration:
                 f"at {self.settings.endpoint} lacks, has renamed or denies to this user. Use "
                 f"strategy 'auto' or 'dump-restore'."
             )
-        denied = [
-            name
-            for name, probe in (
-                ("DUMP", ("DUMP", self.PROBE_KEY)),
-                ("RESTORE", ("RESTORE", self.PROBE_KEY, "0", "not-a-dump-payload")),
-            )
-            if not self._call(
-                lambda p=probe: _command_permitted(self.target, *p), f"checking {name}"
-            )
-        ]
-        if denied:
-            user = self.settings.username or "default"
-            raise MigrationError(
-                f"Cannot copy keys on Redis at {self.settings.endpoint}: COPY is unavailable "
-                f"(needs Redis 6.2+ and permission) and user '{user}' may not run "
-                f"{' and '.join(denied)}. Grant COPY, or DUMP and RESTORE, with ACL SETUSER."
-            )
         return "dump-restore"
+
+    def _needed_commands(self, mode):
+        """The commands a run of ``mode`` sends: those it cannot do without, and those that
+        only feed a check (memory guard, byte budget), which can be switched off."""
+        needed = {"SCAN", "EXISTS", "TYPE"}
+        measured = {"MEMORY USAGE"}
+        indexed = bool(self.index_names)
+        read_back = "ZMSCORE" if self.facts.version >= (6, 2) else "ZSCORE"
+        if indexed:
+            needed |= {"ZSCAN", "ZSCORE"}
+        if mode in ("preflight", "migrate"):
+            if self.strategy == "copy":
+                needed.add("COPY")
+            else:
+                needed |= {"DUMP", "RESTORE"}
+                needed |= {"PEXPIRETIME"} if self.facts.version >= (7, 0) else {"TIME", "PTTL"}
+            if indexed:
+                needed |= {"ZADD", "ZCARD", read_back}
+            measured |= {"INFO", "DBSIZE"}
+            if self.options.memory_check:
+                needed |= measured
+        elif mode == "cleanup":
+            needed |= {"GET", "LRANGE", "HGETALL", "SMEMBERS", "ZRANGE", "XRANGE", "DUMP"}
+            needed.add("UNLINK")
+            if indexed:
+                needed |= {"ZCARD", read_back, "WATCH", "MULTI", "EXEC", "UNWATCH"}
+        else:
+            measured = set()
+        return needed, measured - needed
+
+    def _check_commands(self, mode):
+        """Refuse a run that would send a command the user may not run; name the checks that
+        cannot run for want of an optional one."""
+        needed, optional = self._needed_commands(mode)
+        missing = sorted(needed & self.unavailable)
+        if missing:
+            user = self.settings.username or "default"
+            them = "them" if len(missing) > 1 else "it"
+            grants = " ".join(f"+{acl_name(name)}" for name in missing)
+            how = f"strategy {self.strategy}" if mode in ("preflight", "migrate") else "it"
+            hint = ""
+            if set(missing) <= {"INFO", "DBSIZE", "MEMORY USAGE"}:
+                hint = " Or set memory_check: false to run without the memory guard."
+            raise MigrationError(
+                f"User '{user}' on Redis at {self.settings.endpoint} may not run "
+                f"{', '.join(missing)}, which mode {mode} with {how} needs: the server lacks, "
+                f"has renamed or denies {them}. Grant {them} with ACL SETUSER {user} {grants} "
+                f"(a renamed command must get its name back).{hint}"
+            )
+        if mode in ("preflight", "migrate") and not self.options.memory_check:
+            self.checks_not_run.append("memory guard: memory_check is false")
+        if "MEMORY USAGE" in optional & self.unavailable:
+            self.checks_not_run.append(
+                "byte budget: MEMORY USAGE is not available, so each server call is bounded by "
+                "batch_size keys only"
+            )
 
     # Memory ---------------------------------------------------------------------------------
 
-    def estimate_memory(self):
-        """What copying the keys not yet in the target will add to the server's memory.
+    def _ceiling(self):
+        """The used_memory the run must stay under, what it comes from, and a warning.
 
-        RANDOMKEY draws a sample of the source db: the share of it that matches and is not in
-        the target yet, times DBSIZE, is how many keys the copy adds; MEMORY USAGE of those
-        sampled gives their average size.
+        With maxmemory: maxmemory less the headroom. Without: what the machine has free, less
+        the headroom of its memory; Redis cannot see a container's limit, hence the warning.
         """
-        pipe = self.source.pipeline(transaction=False)
-        for _ in range(MEMORY_SAMPLE):
-            pipe.randomkey()
-        drawn = [key for key in pipe.execute() if key is not None]
-        matchers = [glob_matcher(pattern) for pattern in self.patterns]
-        matching = [
-            key
-            for key in drawn
-            if key not in self.index_names and any(matches(key) for matches in matchers)
-        ]
-        in_target = self._each(self.target, "exists", matching)
-        to_copy = [key for key, present in zip(matching, in_target) if not present]
-        facts = self.facts
-        estimate = dict(
-            sampled_keys=len(drawn),
-            sampled_matching=len(matching),
-            sampled_to_copy=len(to_copy),
-            source_keys=self.source.dbsize(),
-            average_key_bytes=None,
-            needed_bytes=None,
-            used_memory=facts.used_memory,
-            maxmemory=facts.maxmemory or None,
-            available_bytes=None,
-            fits=None,
+        facts, headroom = self.facts, self.options.memory_headroom
+        if facts.maxmemory:
+            return facts.maxmemory * (100 - headroom) // 100, "maxmemory", None
+        if not (facts.total_system_memory and facts.used_memory_rss):
+            return None, None, None
+        free = facts.total_system_memory - facts.used_memory_rss
+        ceiling = facts.used_memory + free - facts.total_system_memory * headroom // 100
+        warning = (
+            f"no maxmemory: the memory guard judges against the machine's free memory "
+            f"({mib(free)}), and Redis cannot see a container's limit; set maxmemory"
         )
-        try:
-            sizes = self._each(self.source, "memory_usage", to_copy)
+        return ceiling, "system memory", warning
+
+    def estimate_memory(self):
+        """The memory guard's view before the first write: the limit, what Redis uses, and
+        what the copy will add.
+
+        The estimate reads, on the server, SCAN pages of each pattern until it has seen
+        ESTIMATE_SAMPLE matching keys: the keys the target lacks and their MEMORY USAGE. The
+        share of the db those pages cover (read from SCAN's cursor) scales them up, so what
+        else the db holds cannot skew it; a db with fewer matching keys is read whole, and the
+        estimate is exact. Keys matched by two patterns are counted twice: an upper bound.
+        """
+        facts = self.facts
+        ceiling, limit, warning = self._ceiling()
+        estimate = self._estimate_copy()
+        available = None if ceiling is None else ceiling - facts.used_memory
+        needed = estimate["needed_bytes"]
+        return dict(
+            guard=self.options.memory_check,
+            policy=display(facts.maxmemory_policy) if facts.maxmemory_policy else None,
+            maxmemory=facts.maxmemory,
+            limit=limit,
+            headroom_percent=self.options.memory_headroom,
+            ceiling_bytes=ceiling,
+            used_memory=facts.used_memory,
+            available_bytes=available,
+            evicted_keys=facts.evicted_keys,
+            **estimate,
+            # Nothing to copy always fits: a rerun must work on a full server.
+            fits=None if available is None else needed == 0 or needed <= available,
+            warnings=[warning] if warning else [],
+        )
+
+    def _estimate_copy(self):
+        totals, exact = [0.0, 0.0, 0.0], True
+        count = max(self.options.batch_size, 10)
+        dbs = [self.options.source_db, self.options.target_db]
+        for pattern in self.patterns:
+            cursor, seen = 0, [0, 0, 0]
+            while True:
+                cursor, *page = self.estimate_script(
+                    keys=self.index_names, args=[*dbs, cursor, pattern, count]
+                )
+                seen = [total + part for total, part in zip(seen, page)]
+                if int(cursor) == 0 or seen[0] >= ESTIMATE_SAMPLE:
+                    break
+            share = scanned_share(cursor)
+            exact = exact and int(cursor) == 0
+            totals = [total + part / share for total, part in zip(totals, seen)]
+        matching, to_copy, needed = totals
+        # The index entries come with the keys they index: the same share is still to add.
+        if matching:
             index_bytes = sum(self.source.memory_usage(name) or 0 for name in self.index_names)
-        except redis_errors.ResponseError as exc:
-            estimate["note"] = f"MEMORY USAGE is not available ({self.settings.scrub(exc)})"
-            return estimate
-        average = sum(size or 0 for size in sizes) / len(to_copy) if to_copy else 0
-        keys = estimate["source_keys"] * len(to_copy) / len(drawn) if drawn else 0
-        index_share = len(to_copy) / len(matching) if matching else 0
-        needed = round(keys * average + index_bytes * index_share)
-        estimate["average_key_bytes"] = round(average)
-        estimate["needed_bytes"] = needed
-        limit = facts.maxmemory or facts.total_system_memory
-        if limit and facts.used_memory is not None:
-            available = limit - facts.used_memory
-            estimate["available_bytes"] = available
-            # Nothing to copy always fits: a rerun must work on a nearly full server.
-            headroom = MEMORY_HEADROOM * limit
-            estimate["fits"] = needed == 0 or needed <= available - headroom
-        else:
-            estimate["note"] = "the server does not report its memory (INFO denied)"
-        return estimate
+            needed += index_bytes * to_copy / matching
+        return dict(
+            estimate="exact" if exact else "sampled",
+            matching_keys=round(matching),
+            keys_to_copy=round(to_copy),
+            needed_bytes=round(needed),
+        )
 
     def check_memory(self):
-        """The estimate, or None when memory_check is off; refuses when the copy won't fit."""
+        """Preflight's memory check; arms the guard for the run. Refuses a copy that will
+        not fit, or a server whose limit it cannot know."""
         if not self.options.memory_check:
-            return None
-        estimate = self._call(self.estimate_memory, "estimating memory")
-        if estimate["fits"] is False:
-            limit = "maxmemory" if self.facts.maxmemory else "the machine's memory"
+            return dict(guard=False)
+        memory = self._call(self.estimate_memory, "estimating memory")
+        endpoint = self.settings.endpoint
+        if memory["ceiling_bytes"] is None:
             raise MigrationError(
-                f"Not enough memory on Redis at {self.settings.endpoint} to copy the keys: "
-                f"about {mib(estimate['needed_bytes'])} are needed (db "
-                f"{self.options.source_db} has {estimate['source_keys']} keys; of a random "
-                f"sample of {estimate['sampled_keys']}, {estimate['sampled_to_copy']} match and "
-                f"are not in db {self.options.target_db} yet, {estimate['average_key_bytes']} "
-                f"bytes each) but {mib(estimate['available_bytes'])} are free under {limit}, of "
-                f"which {MEMORY_HEADROOM:.0%} of the limit must stay free. Nothing was written. "
-                f"Raise maxmemory or free memory; if you know it fits, set memory_check: false "
-                f"(role: storyart_session_migration_memory_check: false)."
+                f"Cannot tell how much memory Redis at {endpoint} may use: it reports neither "
+                f"maxmemory nor the machine's memory. Set maxmemory, or set memory_check: false "
+                f"to run without the memory guard."
             )
-        return estimate
+        if memory["fits"] is False:
+            raise MigrationError(
+                f"Not enough memory on Redis at {endpoint} to copy the keys: about "
+                f"{mib(memory['needed_bytes'])} are needed ({memory['keys_to_copy']} keys not "
+                f"in db {self.options.target_db} yet, {memory['estimate']}) but "
+                f"{mib(max(memory['available_bytes'], 0))} are free under {self._limit_text()}. "
+                f"Nothing was written. Free memory or raise maxmemory; if you know it fits, set "
+                f"memory_check: false."
+            )
+        without_maxmemory = memory["ceiling_bytes"] if memory["limit"] == "system memory" else 0
+        self.guard_args = [
+            "1",
+            str(self.options.memory_headroom),
+            str(without_maxmemory),
+            str(self.facts.evicted_keys),
+        ]
+        return memory
+
+    def _limit_text(self):
+        facts, headroom = self.facts, self.options.memory_headroom
+        if facts.maxmemory:
+            return (
+                f"maxmemory {mib(facts.maxmemory)} with {headroom}% of it kept free (policy "
+                f"{display(facts.maxmemory_policy)})"
+            )
+        return f"the machine's free memory with {headroom}% of its memory kept free"
+
+    def _guard_stop(self, ended, need, used, ceiling, evicted):
+        endpoint = self.settings.endpoint
+        policy = display(self.facts.maxmemory_policy)
+        if ended == EVICTED:
+            return GuardStop(
+                f"Stopped: Redis at {endpoint} has evicted keys since the run started "
+                f"(evicted_keys {self.facts.evicted_keys} -> {display(evicted)}, "
+                f"maxmemory-policy {policy}). It is at its memory limit, and each key copied "
+                f"now would make it evict more. Free memory or raise maxmemory"
+            )
+        return GuardStop(
+            f"Stopped by the memory guard before the next write: it needs about {mib(need)} "
+            f"and only {mib(max(ceiling - used, 0))} are left on Redis at {endpoint} under "
+            f"{self._limit_text()}, so the write could make Redis evict keys or refuse the "
+            f"application's writes. Nothing was evicted. Free memory or raise maxmemory"
+        )
 
     # Runs ------------------------------------------------------------------------------------
 
@@ -1215,8 +1738,15 @@ class Migration:
             target_db=self.options.target_db,
             dry_run=self.options.dry_run,
             server_version=self.facts.version_text,
+            checks_not_run=list(self.checks_not_run),
             **fields,
         )
+
+    def _budget(self, kind):
+        """Bytes one server call may work through; 0 (no budget) when keys cannot be sized."""
+        if "MEMORY USAGE" in self.unavailable:
+            return 0
+        return self.options.max_batch_bytes or AUTO_BATCH_BYTES[kind]
 
     def _batches(self, items):
         """Batches of ``items``, paced to stay under max_keys_per_second when it is set."""
@@ -1224,21 +1754,31 @@ class Migration:
             yield batch
             self._pace(len(batch))
 
-    def _pace(self, done):
-        """Sleep as long as needed to stay under max_keys_per_second, when it is set."""
+    def _pace(self, done, *idle):
+        """Sleep as long as needed to stay under max_keys_per_second, when it is set; PING
+        the run's connections (and ``idle`` ones) meanwhile, so the server never closes them."""
         rate = self.options.max_keys_per_second
-        if rate:
-            self.paced += done
+        if not rate:
+            return
+        self.paced += done
+        while True:
             ahead = self.paced / rate - (time.monotonic() - self.started)
-            if ahead > 0:
-                time.sleep(ahead)
+            if ahead <= 0:
+                return
+            time.sleep(min(ahead, KEEPALIVE_SECONDS))
+            for connection in (self.source, self.target, *idle):
+                connection.ping()
 
     def _timed(self, work):
-        """Run ``work``; a lost connection stops it with the counts so far in the error."""
+        """Run ``work``; a lost connection or the memory guard stops it with the counts so far."""
         started = self.started = time.monotonic()
         self.paced = 0
+        rerun = "once Redis answers"
         try:
             work()
+        except GuardStop as exc:
+            self.report.aborted = str(exc)
+            rerun = "then"
         except redis_errors.RedisError as exc:
             if isinstance(exc, redis_errors.ConnectionError) and not is_auth_failure(exc):
                 # It answered a moment ago: advice about where it listens would mislead.
@@ -1252,8 +1792,9 @@ class Migration:
             self.report.duration = time.monotonic() - started
         if self.report.aborted:
             raise MigrationError(
-                f"{self.report.aborted}. Counts so far: {self.report.summary()}. Nothing is "
-                f"lost: rerun once Redis answers, it skips what is already done.",
+                f"{self.report.aborted}. Counts so far: {self.report.summary()}. The source db "
+                f"was not written, and what the counts say was copied was read back; rerun "
+                f"{rerun}: it skips what is already done.",
                 report=self.report,
             )
         return self.report
@@ -1261,7 +1802,7 @@ class Migration:
     def run(self):
         """Copy, merge and verify. Returns the report; raises MigrationError if cut short."""
         if self.source is None:
-            self.connect()
+            self.connect("migrate")
         memory = self.check_memory()
         self.report = self._new_report(MigrationReport, strategy=self.strategy, memory=memory)
 
@@ -1293,14 +1834,14 @@ class Migration:
     def verify(self):
         """Check, writing nothing, that every matching key and index entry is in the target."""
         if self.source is None:
-            self.connect(copying=False)
+            self.connect("verify")
         self.report = self._new_report(MigrationReport, verify_only=True)
         return self._timed(lambda: self._copy_and_merge("plan"))
 
     def cleanup(self):
         """Delete source keys whose copy in the target is identical, and fully merged indexes."""
         if self.source is None:
-            self.connect(copying=False)
+            self.connect("cleanup")
         self.report = self._new_report(CleanupReport)
         return self._timed(self._clean)
 
@@ -1317,7 +1858,7 @@ class Migration:
             return "plan"
         if self.strategy == "copy":
             return "copy"
-        return "restore-abs" if self.facts.version >= (7, 0) else "restore"
+        return "restore" if self.facts.version >= (7, 0) else "restore-time"
 
     def _matching_keys(self):
         """Every source key matching a pattern, once per pattern list, never all at once."""
@@ -1331,33 +1872,58 @@ class Migration:
                 yield key
             done.append(glob_matcher(pattern))
 
-    def _copy_batch(self, keys, mode):
-        return self.copy_script(
-            keys=keys, args=[self.options.source_db, self.options.target_db, mode]
-        )
+    def _in_calls(self, keys, call, handle):
+        """Hand ``keys`` to one script ``call`` after another until each is handled: a call
+        stops at its byte budget and the next takes the rest. ``handle`` gets each call's
+        keys and reply. A call the server refuses as a whole fails its keys."""
+        pending = keys
+        while pending:
+            try:
+                reply = call(pending)
+                ended, outcomes = reply[0], reply[2]
+                if ended == DONE and len(outcomes) != len(pending):
+                    raise redis_errors.ResponseError(
+                        f"a script returned {len(outcomes)} outcomes for {len(pending)} keys"
+                    )
+            except redis_errors.ResponseError as exc:
+                error = self.settings.scrub(exc)
+                self.report.failed += len(pending)
+                for key in pending:
+                    self.report.add_error(key, error)
+                return
+            handle(pending[: len(outcomes)], reply)
+            if ended != BUDGET:
+                return
+            pending = pending[len(outcomes) :]
 
     def _handle_keys(self, keys, mode):
+        """Copy (or plan) one SCAN batch, in as many script calls as its byte budget needs."""
         report = self.report
         report.found += len(keys)
-        try:
-            outcomes = self._copy_batch(keys, mode)
-            if len(outcomes) != len(keys):
-                raise redis_errors.ResponseError(
-                    f"the copy script returned {len(outcomes)} outcomes for {len(keys)} keys"
-                )
-        except redis_errors.ResponseError as exc:
-            error = self.settings.scrub(exc)
-            report.failed += len(keys)
-            for key in keys:
-                report.add_error(key, error)
-            return
+        sized = "0" if report.verify_only or "MEMORY USAGE" in self.unavailable else "1"
+        budget = self._budget("copy" if mode in ("plan", "copy") else "dump-restore")
+        args = [
+            self.options.source_db,
+            self.options.target_db,
+            mode,
+            *self.guard_args,
+            budget,
+            sized,
+        ]
         kinds = {COPIED: "migrated", PRESENT: "skipped", GONE: "expired"}
-        for key, error in report.tally(keys, outcomes, kinds):
-            report.failed += 1
-            report.add_error(key, self.settings.scrub(display(error)))
-        if mode != "plan":
-            copied = [key for key, outcome in zip(keys, outcomes) if outcome == COPIED]
-            self._verify_keys(copied)
+
+        def handle(handled, reply):
+            ended, spent, outcomes, used, ceiling, evicted, need = reply
+            for key, error in report.tally(handled, outcomes, kinds):
+                report.failed += 1
+                report.add_error(key, self.settings.scrub(display(error)))
+            report.copy_bytes += spent
+            if mode != "plan":
+                self._verify_keys([key for key, code in zip(handled, outcomes) if code == COPIED])
+            if ended in (MEMORY, EVICTED):
+                raise self._guard_stop(ended, need, used + spent, ceiling, evicted)
+
+        self._in_calls(keys, lambda pending: self.copy_script(keys=pending, args=args), handle)
 
     def _verify_keys(self, copied):
         """Read back the keys this batch copied; a key gone from both dbs has expired since."""
@@ -1387,16 +1953,30 @@ class Migration:
             getattr(pipe, command)(*args, key)
         return pipe.execute()
 
+    def _page_size(self, name):
+        """ZSCAN COUNT for an index: batch_size entries, fewer when its entries are so large
+        that a page would pass the byte budget."""
+        size = self.options.batch_size
+        budget = self._budget("copy")
+        entries = self.source.zcard(name) if budget else 0
+        if not entries:
+            return size
+        average = (self.source.memory_usage(name) or 0) / entries
+        return max(1, min(size, int(budget // max(average, 1))))
+
     def _merge_index(self, name, mode):
         index = IndexReport(name=name)
         self.report.indexes.append(index)
         mode = "plan" if mode == "plan" else "merge"
-        args = [self.options.source_db, self.options.target_db, mode]
+        args = [self.options.source_db, self.options.target_db, mode, *self.guard_args]
+        count = self._page_size(name)
         cursor = 0
         while True:
-            cursor, added, present, orphans, members, error = self.index_script(
-                keys=[name], args=[*args, cursor, self.options.batch_size]
+            ended, cursor, added, present, orphans, members, error, *memory = self.index_script(
+                keys=[name], args=[*args, cursor, count]
             )
+            if ended != DONE:
+                raise self._guard_stop(ended, *memory)
             index.found += len(members)
             if error:
                 index.failed += len(members)
@@ -1432,22 +2012,26 @@ class Migration:
     def _clean_keys(self, keys, mode):
         report = self.report
         report.found += len(keys)
-        try:
-            outcomes = self.cleanup_script(
-                keys=keys, args=[self.options.source_db, self.options.target_db, mode]
-            )
-        except redis_errors.ResponseError as exc:
-            report.failed += len(keys)
-            for key in keys:
-                report.add_error(key, self.settings.scrub(exc))
-            return
-        kinds = {0: "deleted", 1: "kept_different", 2: "kept_missing", 3: "expired"}
-        report.tally(keys, outcomes, kinds)  # the script has no per-key errors: DUMP, UNLINK
+        sized = "0" if "MEMORY USAGE" in self.unavailable else "1"
+        args = [self.options.source_db, self.options.target_db, mode, self._budget("cleanup")]
+        kinds = {
+            IDENTICAL: "deleted",
+            DIFFERENT: "kept_different",
+            NO_COPY: "kept_missing",
+            CLEAN_GONE: "expired",
+        }
+        self._in_calls(
+            keys,
+            lambda pending: self.cleanup_script(keys=pending, args=[*args, sized]),
+            # The script has no per-key errors: its reads and UNLINK fail whole calls only.
+            lambda handled, reply: report.tally(handled, reply[2], kinds),
+        )
 
     def _clean_index(self, name):
         index = IndexCleanup(name=name)
         self.report.indexes.append(index)
         target = self.options.target_db
+        count = self._page_size(name)
         with self.source.pipeline() as watched:
             # WATCH before the check: any change to the source index from here on, even one
             # that keeps its size, makes the EXEC of its deletion fail and the index is kept.
@@ -1455,13 +2039,11 @@ class Migration:
             size = watched.zcard(name)
             cursor = 0
             while True:
-                cursor, page = watched.zscan(
-                    name, cursor, count=self.options.batch_size, score_cast_func=bytes
-                )
+                cursor, page = watched.zscan(name, cursor, count=count, score_cast_func=bytes)
                 members = [member for member, _ in page]
                 index.found += len(members)
                 index.missing += sum(score is None for score in self._scores(name, members))
-                self._pace(len(members))
+                self._pace(len(members), watched)
                 if int(cursor) == 0:
                     break
             if size == 0:
@@ -1492,11 +2074,14 @@ def mib(size):
     return f"{size / 1048576:.1f} MiB"
 
 
-def _run(settings, options, operation, copying=True):
+MODES = ("preflight", "migrate", "verify", "cleanup")
+
+
+def _run(settings, options, operation, mode):
     """One operation; whatever it raises reaches the caller without the password in it."""
     try:
         migration = Migration(settings, options)
-        migration.connect(copying=copying)
+        migration.connect(mode)
         return operation(migration)
     except MigrationError as exc:
         if exc.report is not None and exc.report.aborted:
@@ -1506,26 +2091,24 @@ def _run(settings, options, operation, copying=True):
 
 def migrate(settings, options):
     """Copy, merge and verify. Returns the report; raises MigrationError with a clear message."""
-    return _run(settings, options, Migration.run)
+    return _run(settings, options, Migration.run, "migrate")
 
 
 def verify(settings, options):
     """Check that everything matching is in the target, writing nothing."""
-    return _run(settings, options, Migration.verify, copying=False)
+    return _run(settings, options, Migration.verify, "verify")
 
 
 def cleanup(settings, options):
     """Delete from the source only what the target holds an identical copy of."""
-    return _run(settings, options, Migration.cleanup, copying=False)
+    return _run(settings, options, Migration.cleanup, "cleanup")
 
 
 def preflight(settings, options):
     """Every check a migration makes before its first write, and the memory estimate."""
 
     def facts(migration):
-        memory = migration.check_memory() or migration._call(
-            migration.estimate_memory, "estimating memory"
-        )
+        memory = migration.check_memory()
         server = migration.facts
         result = dict(
             endpoint=settings.endpoint,
@@ -1536,14 +2119,30 @@ def preflight(settings, options):
             databases=server.databases,
             strategy=migration.strategy,
             memory=memory,
+            checks_not_run=migration.checks_not_run,
         )
-        needed = "unknown" if memory["needed_bytes"] is None else mib(memory["needed_bytes"])
-        free = memory["available_bytes"]
         result["msg"] = (
             f"Redis {server.version_text} at {settings.endpoint} is ready: primary, dbs "
             f"{options.source_db} and {options.target_db} exist, strategy {migration.strategy}, "
-            f"copy needs about {needed} with {'no limit' if free is None else mib(free)} free"
+            f"{memory_line(memory)}{not_checked(migration.checks_not_run)}"
         )
         return result
 
-    return _run(settings, options, facts)
+    return _run(settings, options, facts, "preflight")
+
+
+def memory_line(memory):
+    """The memory check in a few words, for the one-line summaries."""
+    if not memory.get("guard"):
+        return "memory guard OFF"
+    line = (
+        f"copy needs about {mib(memory['needed_bytes'])} ({memory['keys_to_copy']} keys, "
+        f"{memory['estimate']}), {mib(max(memory['available_bytes'], 0))} free under "
+        f"{'maxmemory' if memory['limit'] == 'maxmemory' else 'the machine memory'} less "
+        f"{memory['headroom_percent']}% (policy {memory['policy']})"
+    )
+    return "; ".join([line, *(f"WARNING: {text}" for text in memory["warnings"])])
+
+
+def not_checked(checks):
+    return "".join(f"; NOT CHECKED: {check}" for check in checks)

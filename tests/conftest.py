@@ -1,8 +1,13 @@
-"""Real redis-server processes for the tests: each on a free port, in a temp dir, never saved."""
+"""Real redis-server processes for the tests: each on a free port, in a temp dir, never saved.
+
+STORYART_REDIS_SERVER names the server binary (default: redis-server on the PATH), so the same
+tests run on Redis 6.2, 7.0 and Valkey (scripts/test.sh does all three).
+"""
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import socket
@@ -19,7 +24,7 @@ sys.path.insert(0, str(ROOT / "module_utils"))
 
 import redis_db_migration as engine  # noqa: E402
 
-REDIS_SERVER = shutil.which("redis-server")
+REDIS_SERVER = os.environ.get("STORYART_REDIS_SERVER") or shutil.which("redis-server")
 SESSION = b"storyart:session:"
 INDEX = b"storyart:sessions:index"
 PATTERN = "storyart:session:*"
@@ -42,6 +47,7 @@ class RedisServer:
         self.port = None
         self.unix_socket = str(self.dir / "redis.sock")
         self.process = None
+        self.version = None
 
     def start(self):
         for _ in range(5):
@@ -61,6 +67,7 @@ class RedisServer:
             conf.write_text("\n".join(lines) + "\n")
             self.process = subprocess.Popen([REDIS_SERVER, str(conf)], cwd=self.dir)
             if self._wait_ready():
+                self.version = server_version(self.client())
                 return self
             self.process.kill()
             self.process.wait()
@@ -112,14 +119,40 @@ class RedisServer:
         return int(self.client().info("persistence")["rdb_changes_since_last_save"])
 
 
+def server_version(client):
+    """The server's version as a tuple, e.g. (7, 0, 15); Valkey reports its Redis version."""
+    text = client.info("server")["redis_version"]
+    return tuple(int(part) for part in str(text).split(".")[:3])
+
+
+def binary_version():
+    """The server binary's own version, before any server runs (Valkey: its own numbering)."""
+    if REDIS_SERVER is None:
+        return ()
+    text = subprocess.run(
+        [REDIS_SERVER, "--version"], check=True, capture_output=True, text=True
+    ).stdout
+    found = re.search(r"v=(\d+)\.(\d+)", text)
+    return tuple(int(part) for part in found.groups()) if found else ()
+
+
+# DEBUG is refused unless enabled, on Redis 7.0 and newer (older servers have no such option).
+DEBUG_CONFIG = "enable-debug-command yes" if binary_version() >= (7, 0) else None
+
+
 @pytest.fixture
 def redis_factory(tmp_path):
-    """Start servers with extra config lines: ``redis_factory("rename-command COPY \\"\\"")``."""
+    """Start servers with extra config lines: ``redis_factory("rename-command COPY \\"\\"")``.
+
+    ``debug=True`` allows the DEBUG command on any version.
+    """
     if REDIS_SERVER is None:
         pytest.fail("redis-server is not installed: apt-get install -y redis-server")
     servers = []
 
-    def start(*config, password=None):
+    def start(*config, password=None, debug=False):
+        if debug and DEBUG_CONFIG:
+            config = (*config, DEBUG_CONFIG)
         server = RedisServer(tmp_path / f"redis{len(servers)}", config, password).start()
         servers.append(server)
         return server
@@ -134,16 +167,56 @@ def redis_server(redis_factory) -> RedisServer:
     return redis_factory()
 
 
+# Absolute expiry in ms of each key before Redis 7.0, which has no PEXPIRETIME: PTTL read
+# between two TIME replies of the same millisecond, so that both read the same clock.
+EXPIRY_SCRIPT = """
+local out = {}
+for i, key in ipairs(KEYS) do
+  while not out[i] do
+    local before = redis.call('TIME')
+    local ttl = redis.call('PTTL', key)
+    local after = redis.call('TIME')
+    local ms = before[1] * 1000 + math.floor(before[2] / 1000)
+    if ttl < 0 then
+      out[i] = ttl
+    elseif ms == after[1] * 1000 + math.floor(after[2] / 1000) then
+      out[i] = ms + ttl
+    end
+  end
+end
+return out
+"""
+
+
+def expiries(client: redis.Redis, keys):
+    """Each key's absolute expiry in ms (-1: none, -2: no such key), exact on every version."""
+    keys = list(keys)
+    if not keys:
+        return []
+    if server_version(client) < (7, 0):
+        return client.eval(EXPIRY_SCRIPT, len(keys), *keys)
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.execute_command("PEXPIRETIME", key)
+    return pipe.execute()
+
+
+def expiry(client: redis.Redis, key):
+    return expiries(client, [key])[0]
+
+
 def snapshot(client: redis.Redis, match="*"):
     """Every key of the client's db: type, DUMP payload and absolute expiry in ms (-1: none)."""
-    state = {}
-    for key in client.scan_iter(match=match, count=1000):
-        state[key] = (
-            client.type(key),
-            client.dump(key),
-            client.execute_command("PEXPIRETIME", key),
-        )
-    return state
+    keys = list(client.scan_iter(match=match, count=1000))
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.type(key)
+        pipe.dump(key)
+    replies = pipe.execute()
+    return {
+        key: (replies[2 * n], replies[2 * n + 1], at)
+        for n, (key, at) in enumerate(zip(keys, expiries(client, keys)))
+    }
 
 
 def content(client, key):
