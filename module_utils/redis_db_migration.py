@@ -1672,10 +1672,13 @@ class Migration:
             needed_bytes=round(needed),
         )
 
-    def check_memory(self):
+    def check_memory(self, always_estimate=False):
         """Preflight's memory check; arms the guard for the run. Refuses a copy that will
-        not fit, or a server whose limit it cannot know."""
+        not fit, or a server whose limit it cannot know. With memory_check off it refuses
+        nothing and skips the estimate, unless ``always_estimate`` and the server allows it."""
         if not self.options.memory_check:
+            if always_estimate and not {"INFO", "MEMORY USAGE"} & self.unavailable:
+                return self._call(self.estimate_memory, "estimating memory")
             return dict(guard=False)
         memory = self._call(self.estimate_memory, "estimating memory")
         endpoint = self.settings.endpoint
@@ -2108,7 +2111,7 @@ def preflight(settings, options):
     """Every check a migration makes before its first write, and the memory estimate."""
 
     def facts(migration):
-        memory = migration.check_memory()
+        memory = migration.check_memory(always_estimate=True)
         server = migration.facts
         result = dict(
             endpoint=settings.endpoint,
@@ -2133,14 +2136,21 @@ def preflight(settings, options):
 
 def memory_line(memory):
     """The memory check in a few words, for the one-line summaries."""
-    if not memory.get("guard"):
+    if "needed_bytes" not in memory:
         return "memory guard OFF"
-    line = (
+    line = "" if memory["guard"] else "memory guard OFF; "
+    line += (
         f"copy needs about {mib(memory['needed_bytes'])} ({memory['keys_to_copy']} keys, "
-        f"{memory['estimate']}), {mib(max(memory['available_bytes'], 0))} free under "
-        f"{'maxmemory' if memory['limit'] == 'maxmemory' else 'the machine memory'} less "
-        f"{memory['headroom_percent']}% (policy {memory['policy']})"
+        f"{memory['estimate']}), "
     )
+    if memory["available_bytes"] is None:
+        line += "the server's memory limit is unknown"
+    else:
+        line += (
+            f"{mib(max(memory['available_bytes'], 0))} free under "
+            f"{'maxmemory' if memory['limit'] == 'maxmemory' else 'the machine memory'} less "
+            f"{memory['headroom_percent']}% (policy {memory['policy']})"
+        )
     return "; ".join([line, *(f"WARNING: {text}" for text in memory["warnings"])])
 
 

@@ -65,14 +65,22 @@ class RedisServer:
                 *self.config,
             ]
             conf.write_text("\n".join(lines) + "\n")
-            self.process = subprocess.Popen([REDIS_SERVER, str(conf)], cwd=self.dir)
+            # A configuration error goes to stderr, before the log file is open.
+            with open(self.dir / "stderr.log", "wb") as stderr:
+                self.process = subprocess.Popen(
+                    [REDIS_SERVER, str(conf)], cwd=self.dir, stderr=stderr
+                )
             if self._wait_ready():
                 self.version = server_version(self.client())
                 return self
             self.process.kill()
             self.process.wait()
             self.port = None
-        log = (self.dir / "redis.log").read_text(errors="replace")[-2000:]
+        log = "".join(
+            (self.dir / name).read_text(errors="replace")[-2000:]
+            for name in ("stderr.log", "redis.log")
+            if (self.dir / name).exists()
+        )
         raise RuntimeError(f"redis-server did not start:\n{log}")
 
     def _wait_ready(self, timeout=10.0):
@@ -120,9 +128,34 @@ class RedisServer:
 
 
 def server_version(client):
-    """The server's version as a tuple, e.g. (7, 0, 15); Valkey reports its Redis version."""
-    text = client.info("server")["redis_version"]
+    """The server's version as a tuple, e.g. (7, 0, 15); Valkey reports its Redis version.
+    A server with INFO renamed tells it in HELLO."""
+    try:
+        text = client.info("server")["redis_version"]
+    except redis.exceptions.ResponseError:
+        text = hello(client)["version"]
     return tuple(int(part) for part in str(text).split(".")[:3])
+
+
+def hello(client):
+    """HELLO 2's reply as a dict of text. It runs on a client of its own: redis-py reads
+    a HELLO as a switch of protocol for the connection that sent it."""
+    pool = client.connection_pool
+    probe = redis.Redis(
+        connection_pool=redis.ConnectionPool(
+            connection_class=pool.connection_class, **pool.connection_kwargs
+        )
+    )
+    try:
+        reply = probe.execute_command("HELLO", "2")
+    finally:
+        probe.close()
+    if isinstance(reply, list):
+        reply = dict(zip(reply[::2], reply[1::2]))
+    return {
+        (k.decode() if isinstance(k, bytes) else k): (v.decode() if isinstance(v, bytes) else v)
+        for k, v in reply.items()
+    }
 
 
 def binary_version():
@@ -228,6 +261,21 @@ def content(client, key):
     if kind == b"hash":
         return kind, client.hgetall(key)
     return kind, client.smembers(key)
+
+
+def data_of(client: redis.Redis, key):
+    """Type and value of a key read with each type's own commands, whatever its encoding:
+    what the clean-up means by two keys being the same (expiries and stream groups aside)."""
+    kind = client.type(key)
+    read = {
+        b"string": client.get,
+        b"list": lambda k: client.lrange(k, 0, -1),
+        b"hash": client.hgetall,
+        b"set": client.smembers,
+        b"zset": lambda k: client.zrange(k, 0, -1, withscores=True),
+        b"stream": lambda k: client.xrange(k),
+    }
+    return kind, read[kind](key) if kind in read else client.dump(key)
 
 
 def zset(client: redis.Redis, key=INDEX):

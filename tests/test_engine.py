@@ -761,7 +761,8 @@ def acl_user_writing_only_some_sessions(server):
         pytest.skip("read-only key patterns (%R~) need Redis 7.0")
     server.client().execute_command(
         "ACL", "SETUSER", "mig", "on", f">{MIG_PASSWORD}", "+@all",
-        "%R~storyart:*", "~storyart:session:1*", f"~{INDEX.decode()}", "~storyart:session:redis-db-migrate-probe:*",
+        "%R~storyart:*", "~storyart:session:1*", f"~{INDEX.decode()}",
+        "~storyart:session:redis-db-migrate-probe:*",
     )  # fmt: skip
     return server.settings(username="mig", password=MIG_PASSWORD)
 

@@ -13,7 +13,17 @@ from types import SimpleNamespace
 
 import pytest
 import redis
-from conftest import INDEX, PATTERN, engine, free_port, run, seed_sessions, snapshot, zset
+from conftest import (
+    INDEX,
+    PATTERN,
+    engine,
+    free_port,
+    hello,
+    run,
+    seed_sessions,
+    snapshot,
+    zset,
+)
 
 PASSWORD = "s3cr3t-Pa55-do-not-leak"  # noqa: S105 - a test server's password
 WRONG_PASSWORD = "wr0ng-Pa55-also-do-not-leak"  # noqa: S105
@@ -191,15 +201,21 @@ def certs(tmp_path_factory):
 def tls_server(redis_factory, certs):
     """A server that listens on TLS only (its plain port is 0), with sessions seeded."""
     tls_port = free_port()
-    server = secured(
-        redis_factory,
-        "port 0",
-        f"tls-port {tls_port}",
-        f"tls-cert-file {certs.cert}",
-        f"tls-key-file {certs.key}",
-        f"tls-ca-cert-file {certs.ca}",
-        "tls-auth-clients no",
-    )
+    try:
+        server = secured(
+            redis_factory,
+            "port 0",
+            f"tls-port {tls_port}",
+            f"tls-cert-file {certs.cert}",
+            f"tls-key-file {certs.key}",
+            f"tls-ca-cert-file {certs.ca}",
+            "tls-auth-clients no",
+        )
+    except RuntimeError as exc:
+        # Built without TLS: Valkey says so, Redis 6 does not know the tls-* options.
+        if "TLS support" not in str(exc) and "'tls-port" not in str(exc):
+            raise
+        pytest.skip("this server binary was built without TLS")
     server.tls_port = tls_port
     server.names = seed(server)
     return server
@@ -438,12 +454,79 @@ def test_user_without_scripting_names_the_lua_script(redis_factory):
     assert state(server) == before
 
 
-def test_user_without_info_still_migrates(redis_factory):
-    server = acl_server(redis_factory, "-info")
-    report = run(server, settings=server.acl_settings)
+# How a server can withhold a command: an ACL rule for user 'migrator', or a rename-command in
+# its configuration (as managed services do). The renamed command keeps working under a name
+# only this test knows, so the test can still read the server.
+WITHHELD = {
+    "denied": lambda factory, command: acl_server(factory, f"-{command.split()[0].lower()}"),
+    "renamed": lambda factory, command: renamed_server(factory, command.split()[0]),
+}
+
+
+def renamed_server(redis_factory, command):
+    server = redis_factory(f"rename-command {command} {command}-renamed-for-the-test")
+    server.names = seed(server)
+    server.acl_settings = server.settings()
+    return server
+
+
+def both_dbs(server):
+    return snapshot(server.client(0)), snapshot(server.client(1))
+
+
+@pytest.mark.parametrize("how", WITHHELD)
+def test_without_info_the_guard_is_refused_until_switched_off_and_named(redis_factory, how):
+    """Without INFO the memory guard cannot read used_memory, maxmemory or evicted_keys: the
+    run refuses to go unguarded, and with memory_check: false it runs and says so. The
+    server's version and role then come from HELLO."""
+    server = WITHHELD[how](redis_factory, "INFO")
+    before = both_dbs(server)
+    expect_error(
+        lambda: run(server, settings=server.acl_settings),
+        "may not run INFO",
+        "memory_check: false",
+        f"127.0.0.1:{server.port}",
+    )
+    assert both_dbs(server) == before
+
+    report = run(server, settings=server.acl_settings, memory_check=False)
+
     assert report.ok
     assert report.migrated == SESSIONS
-    assert report.server_version == server.client().info("server")["redis_version"]
+    assert report.server_version == hello(server.client())["version"]
+    assert report.checks_not_run == ["memory guard: memory_check is false"]
+    assert "NOT CHECKED: memory guard: memory_check is false" in report.summary()
+    assert report.as_dict()["memory"]["guard"] is False
+    assert_migrated(server, server.names)
+
+
+@pytest.mark.parametrize("how", WITHHELD)
+def test_without_memory_usage_the_checks_are_named_never_skipped_silently(redis_factory, how):
+    """MEMORY USAGE sizes the estimate, the guard and the byte budget. Without it the run is
+    refused; with memory_check: false it runs with batches bounded by batch_size alone, and
+    the result names both checks it could not make."""
+    server = WITHHELD[how](redis_factory, "MEMORY USAGE")
+    before = both_dbs(server)
+    expect_error(
+        lambda: run(server, settings=server.acl_settings),
+        "may not run MEMORY USAGE",
+        "+memory|usage",
+        "memory_check: false",
+    )
+    expect_error(
+        lambda: engine.preflight(server.acl_settings, options()), "may not run MEMORY USAGE"
+    )
+    assert both_dbs(server) == before
+
+    report = run(server, settings=server.acl_settings, memory_check=False)
+
+    assert report.ok
+    assert report.migrated == SESSIONS
+    assert report.checks_not_run == [
+        "memory guard: memory_check is false",
+        "byte budget: MEMORY USAGE is not available, so each server call is bounded by "
+        "batch_size keys only",
+    ]
     assert_migrated(server, server.names)
 
 
@@ -502,21 +585,42 @@ def test_timeout_in_preflight_names_socket_timeout_and_loses_nothing(redis_facto
     assert_migrated(server, names)
 
 
+class PausedAfterTheFirstBatch(engine.Migration):
+    """Writes pause on the server once the first batch of keys is copied."""
+
+    def __init__(self, settings, options, server):
+        super().__init__(settings, options)
+        self.pause = WritesPaused(server)
+        self.batches = 0
+
+    def _handle_keys(self, keys, mode):
+        self.batches += 1
+        if self.batches == 2:
+            self.pause.__enter__()
+        super()._handle_keys(keys, mode)
+
+
 def test_timeout_mid_run_names_socket_timeout_and_a_rerun_completes(redis_factory):
     server = secured(redis_factory)
     names = seed(server)
     source_before = snapshot(server.client(1))
-    migration = engine.Migration(server.settings(socket_timeout=0.5), options(batch_size=5))
-    migration.connect()
-    with WritesPaused(server):
+    migration = PausedAfterTheFirstBatch(
+        server.settings(socket_timeout=0.5), options(batch_size=5), server
+    )
+    try:
         error = expect_error(
             migration.run,
             "timeout",
             "socket_timeout",
             f"127.0.0.1:{server.port}",
+            "while copying keys",
             "rerun",
         )
+    finally:
+        migration.pause.__exit__()
+    assert migration.batches == 2
     assert error.report is not None
+    assert error.report.migrated == 5
     assert error.report.aborted
     assert snapshot(server.client(1)) == source_before
     report = run(server)

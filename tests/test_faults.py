@@ -22,7 +22,10 @@ from conftest import (
     PATTERN,
     SESSION,
     content,
+    data_of,
     engine,
+    expiries,
+    expiry,
     run,
     seed_sessions,
     snapshot,
@@ -47,18 +50,12 @@ def options(**overrides):
     return engine.MigrationOptions(**values)
 
 
-def pexpiretime(client, key):
-    return client.execute_command("PEXPIRETIME", key)
-
-
 def read_back(client, keys):
-    """DUMP payload and absolute expiry (ms, -1 none, -2 no key) of each key, in one round trip."""
+    """DUMP payload and absolute expiry (ms, -1 none, -2 no key) of each key."""
     pipe = client.pipeline(transaction=False)
     for key in keys:
         pipe.dump(key)
-        pipe.execute_command("PEXPIRETIME", key)
-    replies = pipe.execute()
-    return {key: (replies[2 * n], replies[2 * n + 1]) for n, key in enumerate(keys)}
+    return dict(zip(keys, zip(pipe.execute(), expiries(client, keys))))
 
 
 def everything(client):
@@ -78,12 +75,29 @@ def same(actual, expected):
     return False
 
 
+def reloaded(actual, expected, server):
+    """``actual``, with each expiry that is 1 ms after ``expected``'s (or before it) replaced by
+    the expected one, on servers before 7.0 only.
+
+    Their AOF stores SET ... EX as an absolute time computed a moment after the command ran,
+    so a reload moves some source keys' expiries 1 ms later (Redis's own doing, seen with no
+    migration at all). A copy made before the crash keeps the expiry the key had then.
+    """
+    if server.version >= (7, 0):
+        return actual
+    fixed = dict(actual)
+    for key, (payload, at) in actual.items():
+        if key in expected and abs(at - expected[key][1]) == 1 and at > 0:
+            fixed[key] = (payload, expected[key][1])
+    return fixed
+
+
 def assert_copied(src, dst, keys):
     """Each key is in the target with the source's type, value and exact absolute expiry."""
     for key in keys:
         assert dst.exists(key), key
         assert content(dst, key) == content(src, key), key
-        assert pexpiretime(dst, key) == pexpiretime(src, key), key
+        assert expiry(dst, key) == expiry(src, key), key
 
 
 # 1. The server dies mid-run ------------------------------------------------------------------
@@ -114,8 +128,8 @@ class KillsTheServer(engine.Migration):
         self._kill_if("keys:before-read-back", self.key_batches)
         super()._verify_keys(copied)
 
-    def connect(self, copying=True):
-        facts = super().connect(copying)
+    def connect(self, mode="migrate"):
+        facts = super().connect(mode)
         merge = self.index_script
 
         def merging(*args, **kwargs):  # one call merges one batch (page) of the index
@@ -167,7 +181,7 @@ def test_server_killed_mid_run_stops_clearly_and_a_rerun_after_restart_loses_not
     assert report.ok is False
     assert f"127.0.0.1:{port}" in message
     assert "Counts so far" in message
-    assert f"migrated {report.migrated}," in message
+    assert f"migrated {report.migrated} (" in message
     assert "rerun" in message
     assert "STOPPED before the end" in message
     assert report.failed == 0
@@ -195,7 +209,7 @@ def test_server_killed_mid_run_stops_clearly_and_a_rerun_after_restart_loses_not
 
     assert server.port == port
     # The source was never written; every copy and index entry the report counts is there.
-    assert same(everything(src), source_before)
+    assert same(reloaded(everything(src), source_before, server), source_before)
     assert zset(src) == index_before
     if phase == "keys":
         assert dst.dbsize() == report.migrated
@@ -213,12 +227,13 @@ def test_server_killed_mid_run_stops_clearly_and_a_rerun_after_restart_loses_not
     [index] = again.indexes
     assert index.found == TOTAL
     assert index.added == TOTAL - (report.indexes[0].added if report.indexes else 0)
-    assert same(read_back(dst, sessions), read_back(src, sessions))
+    copies, sources = read_back(dst, sessions), read_back(src, sessions)
+    assert same(reloaded(copies, sources, server), sources)
     assert all(expiry > 0 for _, expiry in read_back(dst, sessions).values())
     assert dst.zcard(INDEX) == src.zcard(INDEX) == TOTAL
     assert same(zset(dst), index_before)
     assert same(set(everything(dst)), {*sessions, INDEX})
-    assert same(everything(src), source_before)
+    assert same(reloaded(everything(src), source_before, server), source_before)
 
 
 # 2. The application writes db 0 meanwhile --------------------------------------------------------
@@ -313,8 +328,8 @@ class WithApp(engine.Migration):
         super()._handle_keys(keys, mode)
         self.app.after_batch(keys)
 
-    def connect(self, copying=True):
-        facts = super().connect(copying)
+    def connect(self, mode="migrate"):
+        facts = super().connect(mode)
         merge = self.index_script
 
         def merging(*args, **kwargs):  # one call merges one batch (page) of the index
@@ -346,7 +361,7 @@ def test_application_writes_to_db0_during_the_run_are_never_overwritten(redis_se
     # Every write of the app is in db 0 exactly as it wrote it.
     for key, (value, expires) in app.written.items():
         assert dst.get(key) == value, key
-        assert pexpiretime(dst, key) == expires, key
+        assert expiry(dst, key) == expires, key
     merged = zset(dst)
     for member, score in app.scores.items():
         assert merged[member] == score, member
@@ -382,7 +397,7 @@ def test_cleanup_keeps_the_source_index_when_an_entry_is_swapped_during_the_chec
     run(server)
     late = SESSION + b"1999999999999"
     migration = engine.Migration(server.settings(), options())
-    migration.connect(copying=False)
+    migration.connect("cleanup")
     delete = migration._delete_index
 
     def swap_then_delete(index, watched):
@@ -423,8 +438,8 @@ class LosesCopies(engine.Migration):
             self.other.delete(self.lost_key)
         super()._verify_keys(copied)
 
-    def connect(self, copying=True):
-        facts = super().connect(copying)
+    def connect(self, mode="migrate"):
+        facts = super().connect(mode)
         merge = self.index_script
 
         def merging(*args, **kwargs):  # one call merges one batch (page) of the index
@@ -652,7 +667,7 @@ def test_random_datasets_migrate_rerun_and_clean_up_with_every_invariant(redis_s
         dst.zrem(INDEX, member)
     source_before, target_before = snapshot(src), snapshot(dst)
     merged = zset(dst)
-    same = {key for key in sessions if dst.exists(key) and dst.dump(key) == src.dump(key)}
+    same = {key for key in sessions if dst.exists(key) and data_of(dst, key) == data_of(src, key)}
     different = {key for key in sessions if dst.exists(key)} - same
     index_goes = bool(source_index) and set(source_index) <= set(merged)
 
