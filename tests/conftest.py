@@ -273,7 +273,7 @@ def data_of(client: redis.Redis, key):
         b"hash": client.hgetall,
         b"set": client.smembers,
         b"zset": lambda k: client.zrange(k, 0, -1, withscores=True),
-        b"stream": lambda k: client.xrange(k),
+        b"stream": client.xrange,
     }
     return kind, read[kind](key) if kind in read else client.dump(key)
 
