@@ -466,9 +466,13 @@ PROBE_SCRIPT = (
     LUA_HEADER
     + """
 local key = KEYS[1]
+-- Without EXISTS nothing proves the key is absent: then UNLINK is not tried (its answer is '').
+local absent = true
 for _, db in ipairs({ARGV[2], ARGV[1]}) do
   redis.call('SELECT', db)
-  if redis.call('EXISTS', key) == 1 then return nil end
+  local found = redis.pcall('EXISTS', key)
+  if found == 1 then return nil end
+  absent = absent and found == 0
 end
 local out, i = {}, 3
 while i <= #ARGV do
@@ -476,7 +480,8 @@ while i <= #ARGV do
   for j = 1, count do
     words[j] = ARGV[i + j] == '{key}' and key or ARGV[i + j]
   end
-  local reply = redis.pcall(unpack(words))
+  local reply = ''
+  if absent or words[1] ~= 'UNLINK' then reply = redis.pcall(unpack(words)) end
   out[#out + 1] = type(reply) == 'table' and reply.err or ''
   i = i + count + 1
 end
@@ -1346,18 +1351,28 @@ class Migration:
         self.source = self._open_db(self.options.source_db)
         self.target = self._open_db(self.options.target_db)
         self._check_index_types()
-        register = self.source.register_script
-        self.copy_script = register(COPY_SCRIPT)
-        self.index_script = register(INDEX_SCRIPT)
-        self.cleanup_script = register(CLEANUP_SCRIPT)
-        self.estimate_script = register(ESTIMATE_SCRIPT)
-        self.unavailable = self._probe_commands(register(PROBE_SCRIPT))
+        scripts = self._load_scripts(
+            COPY_SCRIPT, INDEX_SCRIPT, CLEANUP_SCRIPT, ESTIMATE_SCRIPT, PROBE_SCRIPT
+        )
+        self.copy_script, self.index_script, self.cleanup_script, self.estimate_script = scripts[:4]
+        self.unavailable = self._probe_commands(scripts[4])
         if not self.facts.info:
             self.unavailable.add("INFO")
         copying = mode in ("preflight", "migrate")
         self.strategy = self._pick_strategy() if copying else "none"
         self._check_commands(mode)
         return self.facts
+
+    def _load_scripts(self, *sources):
+        """The scripts as callables, loaded into the server first: a user who may not load
+        or run scripts is told so before anything else runs."""
+        scripts = [self.source.register_script(source) for source in sources]
+        for script in scripts:
+            self._call(
+                lambda s=script: self.source.script_load(s.script),
+                "loading the Lua scripts it runs (SCRIPT LOAD, then EVALSHA)",
+            )
+        return scripts
 
     def _call(self, func, action):
         try:
