@@ -18,14 +18,25 @@ description:
   - Reads back everything it wrote in the same run and fails when something is missing.
   - Never writes to or deletes from the source db, and never touches keys that do not match.
   - Finds keys with SCAN, never KEYS, and holds at most one batch of key names in memory.
-  - Uses COPY on Redis 6.2 and newer, and DUMP + PTTL + RESTORE where COPY is missing, renamed
-    or denied. Each batch runs as one Lua script, so the user needs the @scripting commands.
+  - Uses COPY on Redis 6.2 and newer, and DUMP + RESTORE where COPY is missing, renamed or
+    denied. Each batch runs as a Lua script. Preflight probes every command the mode and
+    strategy will send, and names each one the user may not run.
   - Per-key errors do not stop the run; they are counted and listed, and the task fails at the
     end with the full report.
   - In check mode it is a dry run that returns the full plan and sends Redis no write.
-  - Before copying it estimates the memory the copy needs (MEMORY USAGE of a sample of keys
-    not yet in the target, times the source db's size) and refuses when that would leave less
-    than 10% of C(maxmemory) free, unless O(memory_check=false).
+  - A memory guard keeps the copy from ever making Redis evict keys or refuse the
+    application's writes. Before the first write it estimates what the copy adds, from the
+    keys that will be copied (MEMORY USAGE of the matching keys the target lacks, read on the
+    server), and refuses when that would leave less than O(memory_headroom) percent of
+    C(maxmemory) free. Before every write it checks again that the write fits, and that the
+    server has evicted nothing since the run started; otherwise it stops at once with the
+    counts so far. Without C(maxmemory) it judges against the machine's free memory and says
+    so.
+  - Each server call stops at a byte budget (O(max_batch_bytes)) as well as a key count, so
+    no call stalls the server, its replicas or Sentinel; a key larger than the budget goes
+    alone.
+  - DUMP + RESTORE restores at the source's absolute expiry on every server version, so a
+    replica or an AOF reload keeps it.
 requirements:
   - redis (redis-py) >= 4.3 on the host that runs the module
   - Redis server 5.0 or newer, standalone (not cluster), primary (not replica)
@@ -39,10 +50,11 @@ options:
       - V(verify) checks, independently of any run, that every matching source key and every
         source index entry is in the target; it fails when something is missing. It never
         writes.
-      - V(cleanup) deletes from the source db only keys whose copy in the target is identical
-        (same DUMP payload, hence same type and value), with UNLINK, and deletes a source index
-        only when every one of its entries is in the target index. Keys whose copy differs or
-        is missing are kept and counted. In check mode it lists what it would delete.
+      - V(cleanup) deletes from the source db only keys whose copy in the target has the same
+        type and content, with UNLINK, in the same atomic call as the comparison, and deletes
+        a source index only when every one of its entries is in the target index. Keys whose
+        copy differs or is missing are kept and counted. In check mode it lists what it would
+        delete.
     type: str
     choices: [preflight, migrate, verify, cleanup]
     default: migrate
@@ -55,10 +67,24 @@ options:
     default: false
   memory_check:
     description:
-      - Refuse to copy when the memory estimate does not fit the server's free memory.
-      - Set to V(false) only when you know the copy fits; the estimate is then skipped.
+      - Run the memory guard, described above. It needs INFO and MEMORY USAGE.
+      - Set to V(false) only when you know the copy fits, or the user may not run INFO or
+        MEMORY USAGE; the result then names the checks that did not run.
     type: bool
     default: true
+  memory_headroom:
+    description:
+      - Percentage of C(maxmemory) (without it, of the machine's memory) the memory guard
+        keeps free for the application. From 0 to 90.
+    type: int
+    default: 10
+  max_batch_bytes:
+    description:
+      - Bytes of keys (as MEMORY USAGE counts them) one server call may work through.
+      - V(0) sizes it for each kind of call, to keep each under about 20 ms; 8 MiB for COPY,
+        1 MiB for DUMP + RESTORE, 2 MiB for the clean-up's comparison.
+    type: int
+    default: 0
   login_host:
     description: Host name or address of the Redis server.
     type: str
@@ -160,14 +186,9 @@ attributes:
 notes:
   - SCAN may return a key twice while the server resizes its tables. Such a key is handled
     twice and counted once as migrated and once as skipped; nothing is overwritten.
-  - On servers older than 7.0 a key copied with DUMP/RESTORE gets the source's remaining TTL,
-    which may end a few milliseconds later in the target (longer for values of several MB).
-    Redis 7.0 and newer restore the exact absolute expiry.
-  - A hash or set stored as a hash table (large ones, and on Redis 7.0 any set of non-integer
-    members) may serialise differently in its copy than in the source, since Redis dumps hash
-    tables in bucket order. O(mode=cleanup) then keeps it as "differs" although its content is
-    equal. It never deletes a key whose copy is not byte-identical. StoryArt sessions are
-    strings, which always compare exactly.
+  - O(mode=cleanup) compares keys by type and content (hash fields and values, set members,
+    list items in order, sorted-set members and scores, stream entries, strings byte for
+    byte), whatever their encoding; expiries and stream consumer groups are not compared.
   - Each batch is checked against ACL key permissions as a whole, so one key the user may not
     touch fails its whole batch; the other keys are reported failed and copied by a rerun with
     the right permissions.
@@ -232,11 +253,24 @@ mode:
   type: str
 memory:
   description:
-    - The memory estimate. V(needed_bytes) the copy needs, V(available_bytes) free under
-      maxmemory (or the machine's memory), V(fits), and the sample it was made from.
-    - V(null) when O(memory_check=false).
+    - The memory guard. V(guard) whether it ran; V(policy) the server's maxmemory-policy;
+      V(maxmemory); V(limit), V(maxmemory) or V(system memory) when the server has none;
+      V(headroom_percent); V(ceiling_bytes), the used_memory the run stays under;
+      V(used_memory); V(available_bytes); V(evicted_keys) at the start.
+    - The estimate, V(exact) or V(sampled) (V(estimate)); V(matching_keys), V(keys_to_copy),
+      V(needed_bytes) and V(fits).
+    - V(warnings), e.g. that the server has no maxmemory. V(copy_bytes) (mode migrate), what
+      the copy added (in check mode, would add).
+    - Only V(guard=false) (and V(copy_bytes)) when O(memory_check=false) in mode migrate.
   returned: mode is migrate or preflight
   type: dict
+checks_not_run:
+  description:
+    - Each check this run could not make, and why, e.g. the byte budget when MEMORY USAGE is
+      denied. Empty when every check ran.
+  returned: always
+  type: list
+  elements: str
 role:
   description: Replication role of the server.
   returned: mode is preflight
@@ -377,6 +411,8 @@ def argument_spec():
         memory_check=dict(type="bool", default=True),
         max_keys_per_second=dict(type="int", default=0),
         full_verify=dict(type="bool", default=False),
+        max_batch_bytes=dict(type="int", default=0),
+        memory_headroom=dict(type="int", default=10),
     )  # fmt: skip
 
 
@@ -409,6 +445,8 @@ def migration_options(params, check_mode):
         memory_check=params["memory_check"],
         max_keys_per_second=params["max_keys_per_second"],
         full_verify=params["full_verify"],
+        max_batch_bytes=params["max_batch_bytes"],
+        memory_headroom=params["memory_headroom"],
     )
 
 

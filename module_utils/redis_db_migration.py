@@ -6,20 +6,22 @@ over redis-py with no Ansible import, so the module, the tests and the benchmark
 How a migration works:
 
 * Preflight (``connect``, ``check_memory``): reach and authenticate, read the server's facts,
-  refuse a cluster, a replica, a database number the server does not have, an index key that
-  is not a sorted set, and a copy that would not fit in memory. Pick the copy strategy: COPY
-  where the server has it and the user may run it, else DUMP + RESTORE.
-* Keys: SCAN the source db once per pattern and hand each batch of names to one Lua script
-  call, which copies each key without REPLACE and tells, atomically, whether it was copied, was
-  already in the target, or has gone from the source. Only a batch of names is ever held.
+  refuse a cluster, a replica, a database number the server does not have and an index key
+  that is not a sorted set; probe every command the run will send; pick the copy strategy
+  (COPY where the server has it and the user may run it, else DUMP + RESTORE); estimate what
+  the copy adds to memory from the keys that will be copied, and refuse what would not fit.
+* Keys: SCAN the source db once per pattern and hand each batch of names to Lua script calls,
+  each of which copies keys without REPLACE and tells, atomically, whether each was copied,
+  was already in the target, or has gone from the source. A call stops at a byte budget, and
+  before any write the memory guard would refuse; only a batch of names is ever held.
 * Indexes: one script call per ZSCAN page of each source index merges it into the target
   index with ZADD NX, so a member already in the target keeps its score.
-* Verify: after each batch is written, read the target back in a separate round trip; with
+* Verify: after each call's writes, read the target back in a separate round trip; with
   ``full_verify``, read everything again at the end.
 
 A migration never writes to or deletes from the source db; the dry run runs the same scripts
 with the writes left out. ``verify`` only reads; ``cleanup`` deletes from the source only keys
-whose copy in the target is byte-identical.
+whose copy in the target has the same type and content.
 """
 
 from __future__ import annotations

@@ -1,9 +1,9 @@
-"""The clean-up after a migration: only source keys with a byte-identical copy went.
+"""The clean-up after a migration: only source keys whose copy has the same content went.
 
 The side effect recorded, per host, Redis just before the clean-up ("before-cleanup":
 after the migration and after one session's copy in db 0 was changed on the first host), and
-which session it changed ("altered"). The module deletes a source key only when its DUMP
-payload equals its copy's, so the expected deletions are read from those DUMP digests.
+which session it changed ("altered"). The module deletes a source key only when its copy has
+the same type and content, so the expected deletions are read from the snapshots' values.
 """
 
 import json
@@ -30,12 +30,13 @@ def altered_key():
 
 
 def identical_copies(before):
-    """Source sessions whose db 0 copy had the same DUMP payload just before the clean-up."""
+    """Source sessions whose db 0 copy had the same type and value just before the clean-up
+    (the snapshot reads each type's value with its own commands, set members sorted)."""
     db0, db1 = before["db0"]["entries"], before["db1"]["entries"]
     return {
         key
         for key, entry in sessions(db1).items()
-        if key in db0 and db0[key]["dump_sha1"] == entry["dump_sha1"]
+        if key in db0 and (db0[key]["type"], db0[key]["value"]) == (entry["type"], entry["value"])
     }
 
 
