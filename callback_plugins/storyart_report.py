@@ -154,7 +154,11 @@ def summary_table(records, hosts, dry_run):
         total = [f"total, {len(endpoints)} endpoints", *(str(t) for t in totals)]
         rows.append(total + [""] * (len(header) - len(total)))
     widths = [max(len(row[i]) for row in [header, *rows]) for i in range(len(header) - 1)]
-    mode = "DRY RUN (check mode): the plan, nothing was written" if dry_run else "done"
+    failed = sum(any(note.startswith("FAILED") for note in row[-1].split("; ")) for row in rows)
+    if failed:
+        mode = f"FAILED on {failed} of {len(hosts)} hosts, see the notes"
+    else:
+        mode = "DRY RUN (check mode): the plan, nothing was written" if dry_run else "done"
     lines = [f"{title}: {mode}"]
     for row in [header, *rows]:
         cells = [row[0].ljust(widths[0])]

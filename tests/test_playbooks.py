@@ -43,7 +43,7 @@ CLEANUP = ROOT / "playbooks" / "cleanup_source.yml"
 CONFIRM = "storyart_session_migration_cleanup_confirm"
 HOSTS = ("app1", "app2", "app3", "app4")
 SERVER_OF = {"app1": "A", "app2": "B", "app3": "B", "app4": "C"}
-TABLE_TITLE = re.compile(r"^StoryArt [\w -]+: (?:done|DRY RUN)")
+TABLE_TITLE = re.compile(r"^StoryArt [\w -]+: (?:done|DRY RUN|FAILED)")
 MIGRATE_HEADER = re.compile(r"^host\s+found\s+migrated\s+skipped\s+expired\s+failed\b", re.M)
 CLEANUP_HEADER = re.compile(
     r"^host\s+found\s+deleted\s+kept: differs\s+kept: no copy\s+expired\s+failed\b", re.M
@@ -488,6 +488,7 @@ def test_failed_host_stops_the_rollout(tmp_path, redis_factory):
     # stopped: app1 done, app2 failed with its reason, app3 and app4 never ran.
     tables = printed_tables(run.stdout)
     assert len(tables) == 1, f"no summary table after the stopped rollout:\n{run.output}"
+    assert tables[0][0] == "StoryArt session migration: FAILED on 1 of 4 hosts, see the notes"
     rows = table_rows(tables[0])
     assert rows["app1"]["migrated"] == "5"
     assert "FAILED" in rows["app2"]["note"], rows["app2"]

@@ -287,6 +287,7 @@ def slow_calls(server):
     return [(entry["command"].split(b" "), entry["duration"]) for entry in entries]
 
 
+@pytest.mark.serial
 @pytest.mark.parametrize("strategy", STRATEGIES)
 def test_large_sessions_never_stall_the_server_or_its_replica(redis_factory, strategy):
     primary = redis_factory(
