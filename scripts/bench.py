@@ -12,6 +12,11 @@ and the index) in db 1. Every method then migrates it into an empty db 0, in the
 - baseline:  per key like the old script: EXISTS in the target, GET, TTL, SET with the TTL,
              then ZADD of each index member one by one.
 - rate:      the engine with a keys-per-second limit, to show it is honoured.
+- unguarded: the engine as a user denied MEMORY, with memory_check off: no memory guard and
+             no byte budget, to show what these two cost.
+- large:     sessions of 100 KB to 2 MB of incompressible bytes, with COPY and DUMP/RESTORE,
+             with the byte budget and without (one call per batch of keys): the longest server
+             call and the latency another client sees.
 
 Then the fleet: 20 inventory hosts, each with its own redis-server and 20k sessions, in one
 ansible-playbook run of playbooks/migrate_sessions.yml, against one such host alone; and 10
@@ -24,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import shutil
 import socket
 import statistics
@@ -190,14 +196,13 @@ def peak_rss_mb():
     return None
 
 
-def engine_child(port, strategy, dry_run, batch, rate):
+def engine_child(port, settings, options):
     """Run in a child process: one migration, then its duration and peak RSS as JSON."""
     options = engine.MigrationOptions(
-        source_db=1, target_db=0, patterns=("storyart:session:*",), indexes=(INDEX,),
-        batch_size=batch, strategy=strategy, dry_run=dry_run, max_keys_per_second=rate,
-    )  # fmt: skip
+        source_db=1, target_db=0, patterns=("storyart:session:*",), indexes=(INDEX,), **options
+    )
     started = time.monotonic()
-    report = engine.migrate(engine.ConnectionSettings(port=port), options)
+    report = engine.migrate(engine.ConnectionSettings(port=port, **settings), options)
     elapsed = time.monotonic() - started
     print(json.dumps(dict(
         seconds=elapsed, ok=report.ok, migrated=report.migrated, strategy=report.strategy,
@@ -205,7 +210,8 @@ def engine_child(port, strategy, dry_run, batch, rate):
     )))  # fmt: skip
 
 
-def run_engine(server, *, strategy="auto", dry_run=False, batch=1000, rate=0, probe=False):
+def run_engine(server, *, probe=False, settings=None, **options):
+    """One engine run in a child process; ``options`` are MigrationOptions fields."""
     latency = LatencyProbe(server) if probe else None
     admin = server.client(0)
     # Every command of 1 ms or more is logged: the longest shows what a batch blocks the server.
@@ -215,8 +221,8 @@ def run_engine(server, *, strategy="auto", dry_run=False, batch=1000, rate=0, pr
     if latency:
         latency.start()
     out = subprocess.run(
-        [sys.executable, __file__, "--engine-child", str(server.port), strategy,
-         str(int(dry_run)), str(batch), str(rate)],
+        [sys.executable, __file__, "--engine-child", str(server.port),
+         json.dumps(settings or {}), json.dumps(options)],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     result = json.loads(out.stdout)
@@ -302,13 +308,21 @@ def single_host(args, workdir, results):
         t["floor"] = floor(server, count, args.batch_size)
         check_migrated(server, count)
         reset_target(server)
-        run = run_engine(server, batch=args.batch_size, probe=True)
+        run = run_engine(server, batch_size=args.batch_size, probe=True)
         check_migrated(server, count)
         t["engine"] = run["seconds"]
         results["engine"] = run
-        t["engine_dry_run"] = run_engine(server, dry_run=True, batch=args.batch_size)["seconds"]
         reset_target(server)
-        restore = run_engine(server, strategy="dump-restore", batch=args.batch_size)
+        t["engine_unguarded"] = run_engine(
+            server, settings=unguarded_user(server), batch_size=args.batch_size,
+            memory_check=False,
+        )["seconds"]  # fmt: skip
+        check_migrated(server, count)
+        t["engine_dry_run"] = run_engine(server, dry_run=True, batch_size=args.batch_size)[
+            "seconds"
+        ]
+        reset_target(server)
+        restore = run_engine(server, strategy="dump-restore", batch_size=args.batch_size)
         check_migrated(server, count)
         t["engine_dump_restore"] = restore["seconds"]
         reset_target(server)
@@ -316,7 +330,7 @@ def single_host(args, workdir, results):
         check_migrated(server, count)
         if args.rate:
             reset_target(server)
-            limited = run_engine(server, batch=args.batch_size, rate=args.rate)
+            limited = run_engine(server, batch_size=args.batch_size, max_keys_per_second=args.rate)
             # The limit counts keys and index entries: 2 items a session.
             achieved = 2 * count / limited["seconds"]
             results["rate_limit"] = dict(
@@ -336,11 +350,54 @@ def single_host(args, workdir, results):
         "module / floor": t["module"] / t["floor"],
         "dry run / engine": t["engine_dry_run"] / t["engine"],
         "dump-restore / floor": t["engine_dump_restore"] / t["floor"],
+        "engine / unguarded engine": t["engine"] / t["engine_unguarded"],
     }
     if "baseline" in t:
         ratios["baseline / engine"] = t["baseline"] / t["engine"]
         ratios["baseline / module"] = t["baseline"] / t["module"]
     results["ratios"] = {k: round(v, 2) for k, v in ratios.items()}
+
+
+def unguarded_user(server):
+    """A user denied MEMORY: the engine then sizes no key, so with memory_check off it runs
+    with neither the memory guard nor the byte budget."""
+    server.client(0).execute_command(
+        "ACL", "SETUSER", "unguarded", "on", ">bench", "~*", "&*", "+@all", "-memory"
+    )
+    return dict(username="unguarded", password="bench")  # noqa: S106 - a throwaway bench user
+
+
+def large_sessions(args, workdir, results):
+    """Sessions of 100 KB to 2 MB of random bytes: the longest server call and the latency
+    another client sees, with the default byte budget and without one."""
+    server = Server(workdir)
+    rows = results["large_sessions"] = {}
+    try:
+        data = random.Random(4)  # noqa: S311 - reproducible data, not a secret
+        pipe = server.client(1).pipeline(transaction=False)
+        for n in range(args.large_sessions):
+            key = SESSION % (START + n)
+            pipe.set(key, data.randbytes(data.randint(100_000, 2_000_000)), ex=TTL)
+            pipe.zadd(INDEX, {key: START + n})
+            if n % 20 == 19:
+                pipe.execute()
+        pipe.execute()
+        for strategy in ("copy", "dump-restore"):
+            for label, budget in (("budget", 0), ("no budget", 1 << 40)):
+                reset_target(server)
+                run = run_engine(
+                    server, probe=True, strategy=strategy, max_batch_bytes=budget,
+                    batch_size=args.batch_size,
+                )  # fmt: skip
+                check_migrated(server, args.large_sessions)
+                rows[f"{strategy}, {label}"] = dict(
+                    seconds=round(run["seconds"], 2),
+                    longest_call_ms=run["server_blocked"]["longest_ms"],
+                    ping_p99_ms=run["latency"]["p99_ms"],
+                    ping_max_ms=run["latency"]["max_ms"],
+                )
+    finally:
+        server.stop()
 
 
 def fleet(args, workdir, results):
@@ -372,8 +429,8 @@ def fleet(args, workdir, results):
 
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "--engine-child":
-        port, strategy, dry_run, batch, rate = sys.argv[2:7]
-        engine_child(int(port), strategy, dry_run == "1", int(batch), int(rate))
+        port, settings, options = sys.argv[2:5]
+        engine_child(int(port), json.loads(settings), json.loads(options))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sessions", type=int, default=200_000)
@@ -385,6 +442,9 @@ def main():
     parser.add_argument("--fleet-hosts", type=int, default=20)
     parser.add_argument("--fleet-sessions", type=int, default=20_000)
     parser.add_argument("--skip-fleet", action="store_true")
+    parser.add_argument(
+        "--large-sessions", type=int, default=100, help="sessions of 100 KB-2 MB; 0: skip"
+    )
     parser.add_argument("--output", default=str(ROOT / "reports" / "bench.json"))
     args = parser.parse_args()
     if shutil.which("redis-server") is None:
@@ -392,6 +452,8 @@ def main():
     results = dict(sessions=args.sessions, batch_size=args.batch_size, cpus=os.cpu_count())
     with tempfile.TemporaryDirectory() as workdir:
         single_host(args, workdir, results)
+        if args.large_sessions:
+            large_sessions(args, workdir, results)
         if not args.skip_fleet:
             fleet(args, workdir, results)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
