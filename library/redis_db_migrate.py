@@ -171,7 +171,7 @@ options:
   strategy:
     description:
       - How keys are copied. V(auto) uses COPY where the server has it and the user may run it,
-        and DUMP + PTTL + RESTORE otherwise.
+        and DUMP + RESTORE otherwise.
       - V(copy) fails if COPY is unavailable; V(dump-restore) never uses COPY.
     type: str
     choices: [auto, copy, dump-restore]
