@@ -1268,19 +1268,6 @@ def _is_tls_failure(exc):
     return "SSL" in text or "certificate" in text.lower()
 
 
-def _command_permitted(client, *args):
-    """Whether the server knows a command and lets this user run it.
-
-    The probes are chosen so that the server rejects them only after its command lookup and
-    ACL check, without writing anything.
-    """
-    try:
-        client.execute_command(*args)
-    except redis_errors.ResponseError as exc:
-        return not (is_noperm(exc) or "unknown command" in str(exc))
-    return True
-
-
 class GuardStop(Exception):
     """The memory guard stopped the run; the message says why and what to do."""
 
