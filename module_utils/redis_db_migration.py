@@ -144,10 +144,11 @@ local function in_target(key)
   return found
 end
 
--- Bytes the key takes in the source, or nil when it is not there. MEMORY USAGE still sizes a
--- key that has expired but not been deleted yet; the writes below tell such a key apart.
+-- Bytes the key takes in the source, or nil when it is not there; 0 when keys are not sized.
+-- MEMORY USAGE still sizes a key that has expired but not been deleted yet, so the writes
+-- below tell gone keys apart anyway.
 local function size_of(key)
-  if not sized then return redis.call('EXISTS', key) == 1 and 0 or nil end
+  if not sized then return 0 end
   local bytes = redis.call('MEMORY', 'USAGE', key)
   return bytes and bytes + KEY_OVERHEAD
 end
@@ -206,8 +207,7 @@ if mode == 'plan' then
   local sizes = {}
   redis.call('SELECT', src)
   for i, key in ipairs(KEYS) do
-    sizes[i] = false
-    if redis.call('EXISTS', key) == 1 then sizes[i] = size_of(key) or 0 end
+    sizes[i] = redis.call('EXISTS', key) == 1 and (size_of(key) or 0)
   end
   redis.call('SELECT', dst)
   for i, key in ipairs(KEYS) do
