@@ -158,6 +158,15 @@ def hello(client):
     }
 
 
+def wait_for(predicate, what, timeout=30.0):
+    """Poll ``predicate`` until it holds; fail the test, naming ``what``, after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            pytest.fail(f"gave up waiting for {what}")
+        time.sleep(0.05)
+
+
 def binary_version():
     """The server binary's own version, before any server runs (Valkey: its own numbering)."""
     if REDIS_SERVER is None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import time
 from types import SimpleNamespace
 
 import pytest
@@ -22,6 +21,7 @@ from conftest import (
     run,
     seed_sessions,
     snapshot,
+    wait_for,
     zset,
 )
 
@@ -93,14 +93,6 @@ def nowhere(**kwargs):
 
 def secured(redis_factory, *config):
     return redis_factory(f"requirepass {PASSWORD}", *config, password=PASSWORD)
-
-
-def wait_for(predicate, what, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.05)
 
 
 # 1. Unreachable ------------------------------------------------------------------------------

@@ -34,6 +34,7 @@ from conftest import (
     run,
     seed_sessions,
     snapshot,
+    wait_for,
     zset,
 )
 
@@ -273,14 +274,6 @@ def replica_in_step(primary, replica):
     return state["master_link_status"] == "up" and state["slave_repl_offset"] == offset
 
 
-def wait_until(condition, what, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            pytest.fail(f"gave up waiting for {what}")
-        time.sleep(0.05)
-
-
 def slow_calls(server):
     """The SLOWLOG entries since its reset, as (command words, duration in µs)."""
     entries = server.client().slowlog_get(1024)
@@ -298,7 +291,7 @@ def test_large_sessions_never_stall_the_server_or_its_replica(redis_factory, str
     )
     replica = redis_factory(f"replicaof 127.0.0.1 {primary.port}")
     keys = big_sessions(primary.client(1))
-    wait_until(lambda: replica_in_step(primary, replica), "the replica's first sync")
+    wait_for(lambda: replica_in_step(primary, replica), "the replica's first sync")
     full_syncs = info(primary, "stats")["sync_full"]
     primary.client().slowlog_reset()
 
@@ -311,7 +304,7 @@ def test_large_sessions_never_stall_the_server_or_its_replica(redis_factory, str
     for words, _ in slow:
         assert words[0].upper() == b"EVALSHA", words[:3]
         assert int(words[2]) == 1, f"a call of {int(words[2])} keys took over 50 ms"
-    wait_until(lambda: replica_in_step(primary, replica), "the replica to catch up")
+    wait_for(lambda: replica_in_step(primary, replica), "the replica to catch up")
     stats = info(primary, "stats")
     assert (stats["sync_full"], stats["sync_partial_ok"]) == (full_syncs, 0)
     assert info(primary, "replication")["connected_slaves"] == 1
