@@ -85,53 +85,6 @@ options:
         1 MiB for DUMP + RESTORE, 2 MiB for the clean-up's comparison.
     type: int
     default: 0
-  login_host:
-    description: Host name or address of the Redis server.
-    type: str
-    default: localhost
-  login_port:
-    description: TCP port of the Redis server.
-    type: int
-    default: 6379
-  login_unix_socket:
-    description:
-      - Path of the Redis unix socket. When set, O(login_host) and O(login_port) are ignored.
-    type: path
-  login_user:
-    description: ACL user name (Redis 6 and newer). Leave unset for the default user.
-    type: str
-  login_password:
-    description: Password of O(login_user), or of the default user. Never shown in any output.
-    type: str
-  tls:
-    description: Connect with TLS.
-    type: bool
-    default: false
-  validate_certs:
-    description:
-      - Check the server certificate and that it names O(login_host). Only used with O(tls).
-      - Turning this off makes the connection open to interception.
-    type: bool
-    default: true
-  ca_certs:
-    description:
-      - PEM file of the CA that signed the server certificate.
-      - The system CAs are used when unset.
-    type: path
-  client_cert_file:
-    description: PEM client certificate, for servers that ask for one.
-    type: path
-  client_key_file:
-    description: PEM private key of O(client_cert_file).
-    type: path
-  connect_timeout:
-    description: Seconds to wait for the connection to be established.
-    type: float
-    default: 5
-  socket_timeout:
-    description: Seconds to wait for any one reply. A batch is one reply.
-    type: float
-    default: 30
   source_db:
     description: Database number to copy from. It is only read.
     type: int
@@ -176,6 +129,8 @@ options:
     type: str
     choices: [auto, copy, dump-restore]
     default: auto
+extends_documentation_fragment:
+  - redis_connection
 attributes:
   check_mode:
     description: Runs every read and returns the full plan; Redis receives no write.
@@ -375,78 +330,27 @@ keys_per_second:
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.redis_db_migration import (
     HAS_REDIS,
-    STRATEGIES,
+    MODES,
     ConnectionSettings,
     MigrationError,
     MigrationOptions,
+    argument_spec,
     cleanup,
+    from_params,
     migrate,
     preflight,
     verify,
 )
 
 
-def argument_spec():
+def module_rules():
+    """The options, each defined once in the engine, and how they go together."""
+    spec = argument_spec(ConnectionSettings, MigrationOptions)
+    spec["mode"] = dict(type="str", choices=list(MODES), default="migrate")
     return dict(
-        mode=dict(type="str", choices=["preflight", "migrate", "verify", "cleanup"],
-                  default="migrate"),
-        login_host=dict(type="str", default="localhost"),
-        login_port=dict(type="int", default=6379),
-        login_unix_socket=dict(type="path"),
-        login_user=dict(type="str"),
-        login_password=dict(type="str", no_log=True),
-        tls=dict(type="bool", default=False),
-        validate_certs=dict(type="bool", default=True),
-        ca_certs=dict(type="path"),
-        client_cert_file=dict(type="path"),
-        client_key_file=dict(type="path"),
-        connect_timeout=dict(type="float", default=5),
-        socket_timeout=dict(type="float", default=30),
-        source_db=dict(type="int", required=True),
-        target_db=dict(type="int", required=True),
-        patterns=dict(type="list", elements="str", required=True),
-        indexes=dict(type="list", elements="str", default=[]),
-        batch_size=dict(type="int", default=1000),
-        strategy=dict(type="str", choices=list(STRATEGIES), default="auto"),
-        memory_check=dict(type="bool", default=True),
-        max_keys_per_second=dict(type="int", default=0),
-        full_verify=dict(type="bool", default=False),
-        max_batch_bytes=dict(type="int", default=0),
-        memory_headroom=dict(type="int", default=10),
-    )  # fmt: skip
-
-
-def connection_settings(params):
-    return ConnectionSettings(
-        host=params["login_host"],
-        port=params["login_port"],
-        unix_socket=params["login_unix_socket"],
-        username=params["login_user"],
-        password=params["login_password"],
-        tls=params["tls"],
-        validate_certs=params["validate_certs"],
-        ca_certs=params["ca_certs"],
-        client_cert_file=params["client_cert_file"],
-        client_key_file=params["client_key_file"],
-        connect_timeout=params["connect_timeout"],
-        socket_timeout=params["socket_timeout"],
-    )
-
-
-def migration_options(params, check_mode):
-    return MigrationOptions(
-        source_db=params["source_db"],
-        target_db=params["target_db"],
-        patterns=tuple(params["patterns"]),
-        indexes=tuple(params["indexes"]),
-        batch_size=params["batch_size"],
-        strategy=params["strategy"],
-        dry_run=check_mode,
-        memory_check=params["memory_check"],
-        max_keys_per_second=params["max_keys_per_second"],
-        full_verify=params["full_verify"],
-        max_batch_bytes=params["max_batch_bytes"],
-        memory_headroom=params["memory_headroom"],
+        argument_spec=spec,
+        required_by={"client_key_file": "client_cert_file"},
+        supports_check_mode=True,
     )
 
 
@@ -462,15 +366,15 @@ def report_result(report, diff):
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(**module_rules())
     if not HAS_REDIS:
         module.fail_json(
             msg=missing_required_lib("redis")
             + " On Debian and Ubuntu: apt-get install python3-redis. Or run the module where"
             " redis-py is installed, e.g. with delegate_to: localhost."
         )
-    settings = connection_settings(module.params)
-    options = migration_options(module.params, module.check_mode)
+    settings = from_params(ConnectionSettings, module.params)
+    options = from_params(MigrationOptions, module.params, dry_run=module.check_mode)
     mode = module.params["mode"]
     try:
         if mode == "preflight":

@@ -264,73 +264,80 @@ def test_existing_target_key_is_skipped_and_keeps_its_value_and_ttl(redis_server
 # 4. Expired keys -----------------------------------------------------------------------------
 
 
-# What the copy script is asked to do: plan (a dry run), copy, or dump-restore (its mode
-# 'restore' on Redis 7.0+, 'restore-time' before; the server picks).
+# A dry run, strategy copy, and strategy dump-restore (RESTORE ABSTTL at the expiry read with
+# PEXPIRETIME on Redis 7+, with TIME and PTTL before): each way the copy script runs.
 SCRIPT_MODES = {
-    "plan": ("copy", True),
-    "copy": ("copy", False),
-    "dump-restore": ("dump-restore", False),
+    "plan": dict(dry_run=True),
+    "copy": dict(strategy="copy"),
+    "dump-restore": dict(strategy="dump-restore"),
 }
 
 
-def migration_on(server, mode, **options):
-    strategy, dry_run = SCRIPT_MODES[mode]
-    options.setdefault("patterns", (PATTERN,))
-    migration = engine.Migration(
-        server.settings(),
-        engine.MigrationOptions(
-            source_db=1, target_db=0, strategy=strategy, dry_run=dry_run, **options
-        ),
-    )
-    migration.connect()
-    migration.report = migration._new_report(engine.MigrationReport, strategy=migration.strategy)
-    return migration
+class BeforeCopy(engine.Hooks):
+    """``act(keys)`` on each batch SCAN found, before any of its keys is copied."""
+
+    def __init__(self, act):
+        self.act = act
+
+    def before_batch(self, keys):
+        self.act(keys)
+
+
+def run_with(server, hooks, **options):
+    """Migrate db 1 to db 0 as ``run`` does, with ``hooks``."""
+    values = dict(source_db=1, target_db=0, patterns=(PATTERN,), indexes=(INDEX,))
+    values.update(options)
+    return engine.migrate(server.settings(), engine.MigrationOptions(**values), hooks)
 
 
 @pytest.mark.parametrize("mode", SCRIPT_MODES)
-def test_keys_gone_before_their_copy_count_as_expired(redis_factory, mode):
-    """SCAN never returns a logically expired key, so the batch is handed over directly."""
+def test_keys_that_expire_or_go_after_scan_found_them_count_as_expired(redis_factory, mode):
+    """SCAN has found them; then their TTL runs out (still in memory: Redis expires them only
+    when they are next touched) or the application deletes one. Each counts as expired,
+    never as failed, and its index entry is merged as an orphan."""
     server = redis_factory(debug=True)
     src, dst = server.client(1), server.client(0)
     src.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", "0")  # expire lazily, on access only
-    alive = seed_sessions(src, 5)
-    lapsed = [SESSION + b"lapsed:%d" % i for i in range(3)]
-    for key in lapsed:
-        src.set(key, b"expires at once", px=1)
-    time.sleep(0.02)
-    assert src.dbsize() == len(alive) + len(lapsed) + 1  # still in memory, logically expired
-    deleted = SESSION + b"deleted-by-the-app"
-    migration = migration_on(server, mode)
+    sessions = seed_sessions(src, 40)
+    lapsing, deleted = sessions[5:12], sessions[20]
 
-    migration._handle_keys([*alive, *lapsed, deleted], migration._copy_mode())
+    def lapse(keys):
+        if deleted in keys:
+            for key in lapsing:
+                src.pexpire(key, 1)
+            src.delete(deleted)
+            time.sleep(0.02)  # > 1 ms: the keys are expired, whatever happens to them now
 
-    assert all(dst.exists(key) == 0 for key in [*lapsed, deleted])
+    report = run_with(server, BeforeCopy(lapse), batch_size=1000, **SCRIPT_MODES[mode])
+
+    gone = [*lapsing, deleted]
+    assert all(dst.exists(key) == 0 for key in gone)
+    assert (report.found, report.failed, report.errors) == (40, 0, [])
+    assert report.expired == len(gone)
+    assert set(report.samples["expired"]) == names(gone)
+    assert report.migrated == 40 - len(gone)
+    assert report.index_total("orphans") == len(gone)
+    assert report.missing == 0
+    alive = [key for key in sessions if key not in gone]
     if mode == "plan":
         assert dst.dbsize() == 0
     else:
         assert_same_keys(src, dst, alive)
-    report = migration.report
-    assert report.found == 9
-    assert report.failed == 0
-    assert report.errors == []
-    assert report.expired == 4
-    assert set(report.samples["expired"]) == names([*lapsed, deleted])
-    assert report.migrated == 5
-    assert report.missing == 0
+        assert report.ok
 
 
 @pytest.mark.parametrize("mode", SCRIPT_MODES)
 def test_each_script_mode_classifies_every_key_of_a_batch(redis_server, mode):
-    """Copied, present and gone keys interleaved: every outcome is reported for every key."""
+    """Copied, present and gone keys interleaved in one batch: every outcome is reported for
+    every key."""
     src, dst = redis_server.client(1), redis_server.client(0)
-    batch, expected = [], {"migrated": [], "skipped": [], "expired": []}
+    expected = {"migrated": [], "skipped": [], "expired": []}
     for n in range(12):
         key = SESSION + b"mixed:%d" % n
-        batch.append(key)
-        if n % 3 == 2:
-            expected["expired"].append(key)  # never created: gone from the source
-            continue
         src.hset(key, mapping={b"n": n})
+        if n % 3 == 2:
+            expected["expired"].append(key)  # gone from the source once SCAN found it
+            continue
         if n % 2 == 0:
             src.pexpire(key, 5_000_000 + n)
         if n % 3 == 1:
@@ -339,15 +346,18 @@ def test_each_script_mode_classifies_every_key_of_a_batch(redis_server, mode):
         else:
             expected["migrated"].append(key)
     target_before = snapshot(dst)
-    migration = migration_on(redis_server, mode)
 
-    migration._handle_keys(batch, migration._copy_mode())
+    report = run_with(
+        redis_server,
+        BeforeCopy(lambda keys: src.delete(*expected["expired"])),
+        indexes=(),
+        **SCRIPT_MODES[mode],
+    )
 
-    report = migration.report
     assert (report.found, report.migrated, report.skipped, report.expired) == (12, 4, 4, 4)
     assert report.failed == 0
     for kind, keys in expected.items():
-        assert report.samples[kind] == [engine.display(key) for key in keys]
+        assert set(report.samples[kind]) == names(keys), kind
     for key in expected["skipped"]:
         assert snapshot(dst)[key] == target_before[key]
     if mode == "plan":
@@ -355,49 +365,6 @@ def test_each_script_mode_classifies_every_key_of_a_batch(redis_server, mode):
     else:
         assert_same_keys(src, dst, expected["migrated"])
         assert dst.dbsize() == 8
-
-
-class ExpiresAfterScan(engine.Migration):
-    """The app's TTL of some sessions runs out after SCAN found them, before their copy."""
-
-    doomed = ()
-
-    def _matching_keys(self):
-        found = list(super()._matching_keys())
-        assert set(self.doomed) <= set(found)
-        for key in self.doomed:
-            self.source.pexpire(key, 1)
-        time.sleep(0.02)  # > 1 ms: the keys are now expired, whatever happens to them
-        yield from found
-
-
-@pytest.mark.parametrize("strategy", STRATEGIES)
-def test_keys_expiring_between_scan_and_copy_count_as_expired(redis_factory, strategy):
-    server = redis_factory(debug=True)
-    src, dst = server.client(1), server.client(0)
-    src.execute_command("DEBUG", "SET-ACTIVE-EXPIRE", "0")
-    sessions = seed_sessions(src, 40)
-    doomed = sessions[5:12]
-    options = engine.MigrationOptions(
-        source_db=1, target_db=0, patterns=(PATTERN,), indexes=(INDEX,), strategy=strategy,
-        batch_size=10, memory_check=False,  # the estimate's sample would scan the keys first
-    )  # fmt: skip
-    migration = ExpiresAfterScan(server.settings(), options)
-    migration.doomed = doomed
-
-    report = migration.run()
-
-    assert all(dst.exists(key) == 0 for key in doomed)
-    assert_same_keys(src, dst, [key for key in sessions if key not in doomed])
-    assert zset(dst) == zset(src)
-    assert report.found == 40
-    assert report.failed == 0
-    assert report.expired == 7
-    assert set(report.samples["expired"]) == names(doomed)
-    assert report.migrated == 33
-    # Their index entries are still merged, as orphans: the session key is in neither db.
-    assert report.index_total("orphans") == 7
-    assert report.ok
 
 
 # 5. Binary-safe names and values -------------------------------------------------------------

@@ -314,8 +314,7 @@ def test_db_out_of_range_names_the_db(redis_factory, config, option, dbs):
 def test_empty_patterns_are_refused(patterns):
     error = expect_error(
         lambda: engine.migrate(nowhere(), options(patterns=patterns)),
-        "patterns",
-        "storyart:session:*",
+        "patterns must list at least one non-empty glob pattern",
     )
     assert "Cannot connect" not in str(error)
 
@@ -577,31 +576,29 @@ def test_timeout_in_preflight_names_socket_timeout_and_loses_nothing(redis_facto
     assert_migrated(server, names)
 
 
-class PausedAfterTheFirstBatch(engine.Migration):
+class PausedAfterTheFirstBatch(engine.Hooks):
     """Writes pause on the server once the first batch of keys is copied."""
 
-    def __init__(self, settings, options, server):
-        super().__init__(settings, options)
+    def __init__(self, server):
         self.pause = WritesPaused(server)
         self.batches = 0
 
-    def _handle_keys(self, keys, mode):
+    def before_batch(self, keys):
         self.batches += 1
         if self.batches == 2:
             self.pause.__enter__()
-        super()._handle_keys(keys, mode)
 
 
 def test_timeout_mid_run_names_socket_timeout_and_a_rerun_completes(redis_factory):
     server = secured(redis_factory)
     names = seed(server)
     source_before = snapshot(server.client(1))
-    migration = PausedAfterTheFirstBatch(
-        server.settings(socket_timeout=0.5), options(batch_size=5), server
-    )
+    hooks = PausedAfterTheFirstBatch(server)
     try:
         error = expect_error(
-            migration.run,
+            lambda: engine.migrate(
+                server.settings(socket_timeout=0.5), options(batch_size=5), hooks
+            ),
             "timeout",
             "socket_timeout",
             f"127.0.0.1:{server.port}",
@@ -609,8 +606,8 @@ def test_timeout_mid_run_names_socket_timeout_and_a_rerun_completes(redis_factor
             "rerun",
         )
     finally:
-        migration.pause.__exit__()
-    assert migration.batches == 2
+        hooks.pause.__exit__()
+    assert hooks.batches == 2
     assert error.report is not None
     assert error.report.migrated == 5
     assert error.report.aborted
@@ -624,9 +621,9 @@ def test_timeout_mid_run_names_socket_timeout_and_a_rerun_completes(redis_factor
 
 def test_redis_py_older_than_4_3_is_refused_by_name(monkeypatch):
     """Debian 11's python3-redis is 3.5: the message names the version and the way out."""
-    monkeypatch.setattr(engine.redis, "__version__", "3.5.3")
+    monkeypatch.setattr(redis, "__version__", "3.5.3")
     with pytest.raises(engine.MigrationError) as raised:
-        engine.Migration(
+        engine.migrate(
             engine.ConnectionSettings(port=free_port()),
             engine.MigrationOptions(source_db=1, target_db=0, patterns=(PATTERN,)),
         )

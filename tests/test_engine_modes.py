@@ -428,17 +428,12 @@ def test_index_is_kept_when_an_entry_is_added_between_check_and_delete(redis_ser
     seed_sessions(src, 10)
     run(server)
     late = SESSION + b"1999999999999"
-    migration = engine.Migration(server.settings(), options())
-    migration.connect("cleanup")
-    delete = migration._delete_index
 
-    def write_then_delete(index, watched):
-        src.zadd(INDEX, {late: 1999999999999})  # the app adds a session meanwhile
-        return delete(index, watched)
+    class AppAddsASession(engine.Hooks):
+        def before_index_delete(self, index):
+            src.zadd(index, {late: 1999999999999})
 
-    migration._delete_index = write_then_delete
-
-    report = migration.cleanup()
+    report = engine.cleanup(server.settings(), options(), AppAddsASession())
 
     assert src.zcard(INDEX) == 11
     assert src.zscore(INDEX, late) == 1999999999999
@@ -529,19 +524,13 @@ def test_full_verify_reads_everything_again_and_fails_on_a_missing_session(redis
     sessions = seed_sessions(src, 30)
     lost = sessions[7]
 
-    class LosesOneAfterTheCopy(engine.Migration):
-        def _full_check(self):
+    class LosesOneAfterTheCopy(engine.Hooks):
+        def before_full_check(self):
             dst.delete(lost)
             dst.zrem(INDEX, lost)
-            super()._full_check()
 
-    migration = LosesOneAfterTheCopy(
-        redis_server.settings(),
-        engine.MigrationOptions(
-            source_db=1, target_db=0, patterns=(PATTERN,), indexes=(INDEX,), full_verify=True
-        ),
-    )
-    report = migration.run()
+    full = options(full_verify=True)
+    report = engine.migrate(redis_server.settings(), full, LosesOneAfterTheCopy())
 
     assert report.migrated == 30
     assert report.missing == 0  # the copy's own read-back passed
@@ -553,7 +542,7 @@ def test_full_verify_reads_everything_again_and_fails_on_a_missing_session(redis
     assert "VERIFICATION FAILED: read again, 1 keys and 1 index entries" in report.summary()
     assert report.as_dict()["full_check"]["verified"] is False
 
-    again = engine.migrate(redis_server.settings(), migration.options)  # a rerun restores it
+    again = engine.migrate(redis_server.settings(), full)  # a rerun restores it
     assert again.migrated == 1
     assert again.verified is True
     assert dst.get(lost) == src.get(lost)

@@ -103,11 +103,10 @@ def assert_copied(src, dst, keys):
 # 1. The server dies mid-run ------------------------------------------------------------------
 
 
-class KillsTheServer(engine.Migration):
+class KillsTheServer(engine.Hooks):
     """SIGKILLs the server at one point of the run, then lets the engine carry on into it."""
 
-    def __init__(self, settings, options, server, where):
-        super().__init__(settings, options)
+    def __init__(self, server, where):
         self.server = server
         self.where = where
         self.key_batches = 0
@@ -117,30 +116,22 @@ class KillsTheServer(engine.Migration):
         if where == self.where and batches == KILL_AT:
             self.server.kill()
 
-    def _handle_keys(self, keys, mode):
+    def before_batch(self, keys):
         self.key_batches += 1
         self._kill_if("keys:before-copy", self.key_batches)
-        super()._handle_keys(keys, mode)
+
+    def after_batch(self, keys):
         self._kill_if("keys:between-batches", self.key_batches)
 
-    def _verify_keys(self, copied):
-        # the batch is written, its read-back not yet done
+    def before_read_back(self, keys):  # the batch is written, its read-back not yet done
         self._kill_if("keys:before-read-back", self.key_batches)
-        super()._verify_keys(copied)
 
-    def connect(self, mode="migrate"):
-        facts = super().connect(mode)
-        merge = self.index_script
+    def before_index_page(self, index):  # one call merges one page of the index
+        self.index_batches += 1
+        self._kill_if("index:before-merge", self.index_batches)
 
-        def merging(*args, **kwargs):  # one call merges one batch (page) of the index
-            self.index_batches += 1
-            self._kill_if("index:before-merge", self.index_batches)
-            result = merge(*args, **kwargs)
-            self._kill_if("index:before-read-back", self.index_batches)
-            return result
-
-        self.index_script = merging
-        return facts
+    def after_index_page(self, index, members):
+        self._kill_if("index:before-read-back", self.index_batches)
 
 
 KILL_POINTS = (
@@ -163,12 +154,10 @@ def test_server_killed_mid_run_stops_clearly_and_a_rerun_after_restart_loses_not
     source_before = everything(src)
     index_before = zset(src)
     port = server.port
-    migration = KillsTheServer(
-        server.settings(), options(batch_size=BATCH, strategy=strategy), server, where
-    )
+    kills = KillsTheServer(server, where)
 
     with pytest.raises(engine.MigrationError) as raised:
-        migration.run()
+        engine.migrate(server.settings(), options(batch_size=BATCH, strategy=strategy), kills)
 
     assert server.process.poll() is not None, "the hook did not kill the server"
     error = raised.value
@@ -316,30 +305,24 @@ class App:
         self.new_session()
 
 
-class WithApp(engine.Migration):
+class WithApp(engine.Hooks):
     """Lets the app write db 0 right before and right after each batch of keys and entries."""
 
-    def __init__(self, settings, options, app):
-        super().__init__(settings, options)
+    def __init__(self, app):
         self.app = app
+        self.merged_before = set()
 
-    def _handle_keys(self, keys, mode):
+    def before_batch(self, keys):
         self.app.before_batch(keys)
-        super()._handle_keys(keys, mode)
+
+    def after_batch(self, keys):
         self.app.after_batch(keys)
 
-    def connect(self, mode="migrate"):
-        facts = super().connect(mode)
-        merge = self.index_script
+    def before_index_page(self, index):  # one call merges one page of the index
+        self.merged_before = self.app.before_merge()
 
-        def merging(*args, **kwargs):  # one call merges one batch (page) of the index
-            merged_before = self.app.before_merge()
-            result = merge(*args, **kwargs)
-            self.app.after_merge(merged_before)
-            return result
-
-        self.index_script = merging
-        return facts
+    def after_index_page(self, index, members):
+        self.app.after_merge(self.merged_before)
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -350,9 +333,9 @@ def test_application_writes_to_db0_during_the_run_are_never_overwritten(redis_se
     source_index = zset(src)
     source_before = everything(src)
     app = App(server, sessions, source_index)
-    migration = WithApp(server.settings(), options(batch_size=10, strategy=strategy), app)
-
-    report = migration.run()
+    report = engine.migrate(
+        server.settings(), options(batch_size=10, strategy=strategy), WithApp(app)
+    )
 
     # The app wrote all three kinds of write, racing both phases.
     assert len(app.written_first) >= 40
@@ -396,19 +379,14 @@ def test_cleanup_keeps_the_source_index_when_an_entry_is_swapped_during_the_chec
     sessions = seed_sessions(src, 10)
     run(server)
     late = SESSION + b"1999999999999"
-    migration = engine.Migration(server.settings(), options())
-    migration.connect("cleanup")
-    delete = migration._delete_index
 
-    def swap_then_delete(index, watched):
-        src.set(late, b'{"story":"started during the cleanup"}', ex=3600)
-        src.zadd(INDEX, {late: 1999999999999})
-        src.zrem(INDEX, sessions[0])  # logged out: same index size as when checked
-        return delete(index, watched)
+    class AppSwapsAnEntry(engine.Hooks):
+        def before_index_delete(self, index):
+            src.set(late, b'{"story":"started during the cleanup"}', ex=3600)
+            src.zadd(INDEX, {late: 1999999999999})
+            src.zrem(INDEX, sessions[0])  # logged out: same index size as when checked
 
-    migration._delete_index = swap_then_delete
-
-    report = migration.cleanup()
+    report = engine.cleanup(server.settings(), options(), AppSwapsAnEntry())
 
     assert report.deleted == 10
     assert src.get(late) == b'{"story":"started during the cleanup"}'
@@ -423,35 +401,27 @@ def test_cleanup_keeps_the_source_index_when_an_entry_is_swapped_during_the_chec
 # 3. A copy lost before its read-back ---------------------------------------------------------
 
 
-class LosesCopies(engine.Migration):
+class LosesCopies(engine.Hooks):
     """Something else (eviction, an operator's DEL or ZREM) removes the first copied key and
     the first merged index entry from db 0 between their write and the engine's read-back."""
 
-    def __init__(self, settings, options, server):
-        super().__init__(settings, options)
+    def __init__(self, server):
         self.other = server.client(0)
         self.lost_key = self.lost_member = None
+        self.index_before = set()
 
-    def _verify_keys(self, copied):
-        if copied and self.lost_key is None:
-            self.lost_key = copied[0]
+    def before_read_back(self, keys):
+        if keys and self.lost_key is None:
+            self.lost_key = keys[0]
             self.other.delete(self.lost_key)
-        super()._verify_keys(copied)
 
-    def connect(self, mode="migrate"):
-        facts = super().connect(mode)
-        merge = self.index_script
+    def before_index_page(self, index):
+        self.index_before = set(zset(self.other))
 
-        def merging(*args, **kwargs):  # one call merges one batch (page) of the index
-            before = set(zset(self.other))
-            result = merge(*args, **kwargs)
-            if self.lost_member is None:
-                self.lost_member = min(set(zset(self.other)) - before)
-                self.other.zrem(INDEX, self.lost_member)
-            return result
-
-        self.index_script = merging
-        return facts
+    def after_index_page(self, index, members):
+        if self.lost_member is None:
+            self.lost_member = min(set(zset(self.other)) - self.index_before)
+            self.other.zrem(INDEX, self.lost_member)
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES)
@@ -461,11 +431,11 @@ def test_copy_lost_before_its_read_back_fails_verification_and_a_rerun_restores_
     server = redis_server
     src, dst = server.client(1), server.client(0)
     sessions = seed_sessions(src, 50)
-    migration = LosesCopies(server.settings(), options(batch_size=10, strategy=strategy), server)
+    loses = LosesCopies(server)
 
-    report = migration.run()
+    report = engine.migrate(server.settings(), options(batch_size=10, strategy=strategy), loses)
 
-    key, member = migration.lost_key, migration.lost_member
+    key, member = loses.lost_key, loses.lost_member
     assert dst.exists(key) == 0
     assert dst.zscore(INDEX, member) is None
     assert report.migrated == 50

@@ -153,17 +153,15 @@ def evicting(server):
     return info(server, "stats")["evicted_keys"] > 0
 
 
-class AppFillsMemory(engine.Migration):
+class AppFillsMemory(engine.Hooks):
     """After the first batch the application fills memory until ``full(server)``."""
 
-    def __init__(self, settings, options, server, full):
-        super().__init__(settings, options)
+    def __init__(self, server, full):
         self.server = server
         self.full = full
         self.batches = 0
 
-    def _handle_keys(self, keys, mode):
-        super()._handle_keys(keys, mode)
+    def after_batch(self, keys):
         self.batches += 1
         if self.batches == 1:
             fill(self.server, self.full)
@@ -176,10 +174,10 @@ def test_the_guard_stops_before_a_write_that_would_not_fit_and_nothing_is_evicte
     """The preflight finds room, then the application takes it: the next write that would
     leave less than the headroom free is never made."""
     server = crowded_server(redis_factory, policy, free=12 * MIB)
-    migration = AppFillsMemory(server.settings(), options(batch_size=5), server, near_the_ceiling)
+    fills = AppFillsMemory(server, near_the_ceiling)
 
     with pytest.raises(engine.MigrationError) as stopped:
-        migration.run()
+        engine.migrate(server.settings(), options(batch_size=5), fills)
 
     message = str(stopped.value)
     assert "Stopped by the memory guard before the next write" in message
@@ -205,10 +203,10 @@ def test_the_run_stops_as_soon_as_the_server_evicts_anything(redis_factory):
     """The application pushes the server past maxmemory mid-run, and Redis evicts: the
     migration stops at its next call rather than add to the pressure."""
     server = crowded_server(redis_factory, "allkeys-lru", free=12 * MIB)
-    migration = AppFillsMemory(server.settings(), options(batch_size=5), server, evicting)
+    fills = AppFillsMemory(server, evicting)
 
     with pytest.raises(engine.MigrationError) as stopped:
-        migration.run()
+        engine.migrate(server.settings(), options(batch_size=5), fills)
 
     message = str(stopped.value)
     assert "has evicted keys since the run started (evicted_keys 0 -> " in message

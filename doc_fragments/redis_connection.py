@@ -1,0 +1,60 @@
+"""Documentation fragment: the Redis connection options of redis_db_migrate, documented once.
+
+The options themselves are defined once, in the engine (module_utils/redis_db_migration/
+connection.py); their names follow community.general's Redis modules.
+"""
+
+from __future__ import annotations
+
+
+class ModuleDocFragment:
+    DOCUMENTATION = r"""
+options:
+  login_host:
+    description: Host name or address of the Redis server.
+    type: str
+    default: localhost
+  login_port:
+    description: TCP port of the Redis server.
+    type: int
+    default: 6379
+  login_unix_socket:
+    description:
+      - Path of the Redis unix socket. When set, O(login_host) and O(login_port) are ignored.
+    type: path
+  login_user:
+    description: ACL user name (Redis 6 and newer). Leave unset for the default user.
+    type: str
+  login_password:
+    description: Password of O(login_user), or of the default user. Never shown in any output.
+    type: str
+  tls:
+    description: Connect with TLS.
+    type: bool
+    default: false
+  validate_certs:
+    description:
+      - Check the server certificate and that it names O(login_host). Only used with O(tls).
+      - Turning this off makes the connection open to interception.
+    type: bool
+    default: true
+  ca_certs:
+    description:
+      - PEM file of the CA that signed the server certificate.
+      - The system CAs are used when unset.
+    type: path
+  client_cert_file:
+    description: PEM client certificate, for servers that ask for one.
+    type: path
+  client_key_file:
+    description: PEM private key of O(client_cert_file).
+    type: path
+  connect_timeout:
+    description: Seconds to wait for the connection to be established.
+    type: float
+    default: 5
+  socket_timeout:
+    description: Seconds to wait for any one reply. A batch is one reply.
+    type: float
+    default: 30
+"""

@@ -1,0 +1,117 @@
+"""The copier: keys and index entries from the source db into the target db, each write read
+back. In mode 'plan' the same scripts classify and write nothing: the dry run and verify."""
+
+from __future__ import annotations
+
+from .keys import display, pages
+from .lua import COPIED, DONE, EVICTED, GONE, MEMORY, PRESENT
+from .reports import IndexReport
+from .session import each
+
+# The report field each outcome of the copy script counts into.
+KINDS = {COPIED: "migrated", PRESENT: "skipped", GONE: "expired"}
+
+
+def copy_mode(session):
+    """What the copy script is asked to do: plan, copy, or restore at the absolute expiry read
+    with PEXPIRETIME (Redis 7+) or with TIME and PTTL (before)."""
+    if session.options.dry_run:
+        return "plan"
+    if session.strategy == "copy":
+        return "copy"
+    return "restore" if session.facts.version >= (7, 0) else "restore-time"
+
+
+class Copier:
+    """Copies (or plans) the keys and index entries of one session into ``report``."""
+
+    def __init__(self, session, report):
+        self.session = session
+        self.report = report
+
+    def copy_and_merge(self, mode):
+        session = self.session
+        session.action = "copying keys"
+        for keys in session.batches():
+            self.copy_keys(keys, mode)
+        session.action = "merging indexes"
+        for name in session.index_names:
+            self.merge_index(name, mode)
+
+    def copy_keys(self, keys, mode):
+        """One batch, in as many script calls as its byte budget needs."""
+        session, report = self.session, self.report
+        report.found += len(keys)
+        sized = "1" if session.sized and not report.verify_only else "0"
+        budget = session.budget("copy" if mode in ("plan", "copy") else "dump-restore")
+        options = session.options
+        args = [options.source_db, options.target_db, mode, *session.guard.script_args]
+        args += [budget, sized]
+
+        def handle(handled, reply):
+            ended, spent, outcomes, used, ceiling, evicted, need = reply
+            for key, error in report.tally(handled, outcomes, KINDS):
+                report.failed += 1
+                report.add_error(key, session.settings.scrub(display(error)))
+            report.copy_bytes += spent
+            if mode != "plan":
+                self._read_back([key for key, code in zip(handled, outcomes) if code == COPIED])
+            if ended in (MEMORY, EVICTED):
+                raise session.guard.stop(ended, need, used + spent, ceiling, evicted)
+
+        session.in_calls(
+            report, keys, lambda pending: session.scripts.copy(keys=pending, args=args), handle
+        )
+
+    def _read_back(self, copied):
+        """Read back the keys a call copied; a key gone from both dbs has expired since."""
+        session = self.session
+        session.hooks.before_read_back(copied)
+        if not copied or session.target.exists(*copied) == len(copied):
+            return
+        in_target = each(session.target, "exists", copied)
+        missing = [key for key, found in zip(copied, in_target) if not found]
+        in_source = each(session.source, "exists", missing)
+        for key, still_there in zip(missing, in_source):
+            if still_there:
+                self.report.add_missing(f"key {display(key)}")
+            else:
+                self.report.expired_after_copy += 1
+
+    def merge_index(self, name, mode):
+        """Merge (or plan) one index, a page per script call."""
+        session = self.session
+        index = IndexReport(name=name)
+        self.report.indexes.append(index)
+        mode = "plan" if mode == "plan" else "merge"
+        options = session.options
+        args = [options.source_db, options.target_db, mode, *session.guard.script_args]
+        count = session.page_size(name)
+
+        def page(cursor):
+            session.hooks.before_index_page(name)
+            reply = session.scripts.index(keys=[name], args=[*args, cursor, count])
+            return reply[1], reply
+
+        for ended, _, added, present, orphans, members, error, *memory in pages(page):
+            if ended != DONE:
+                raise session.guard.stop(ended, *memory)
+            index.found += len(members)
+            if error:
+                index.failed += len(members)
+                self.report.add_error(name, session.settings.scrub(display(error)))
+            else:
+                index.added += added
+                index.present += present
+                index.orphans += orphans
+                if mode != "plan" and members:
+                    session.hooks.after_index_page(name, members)
+                    self._read_back_members(index, members)
+            session.pace(len(members))
+
+    def _read_back_members(self, index, members):
+        """Read back the members a page merged from the target index."""
+        for member, score in zip(members, self.session.scores(index.name, members)):
+            if score is None:
+                index.missing += 1
+                self.report.add_missing(f"index {display(index.name)} member {display(member)}")

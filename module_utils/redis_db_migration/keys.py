@@ -1,0 +1,118 @@
+"""Key names: shown in reports, matched as SCAN MATCH matches them, and taken in batches."""
+
+from __future__ import annotations
+
+import re
+from itertools import islice
+
+
+def display(name):
+    """A key name as text for reports: binary bytes are shown escaped, never lost."""
+    if isinstance(name, bytes):
+        return name.decode("utf-8", "backslashreplace")
+    return str(name)
+
+
+def as_bytes(name):
+    return name if isinstance(name, bytes) else str(name).encode("utf-8", "surrogateescape")
+
+
+def glob_matcher(pattern):
+    """A predicate telling whether Redis' SCAN MATCH ``pattern`` matches a key name.
+
+    It is used only to skip a key that an earlier pattern of the same run has handled, so it
+    must never claim a match Redis would not make: that key would never be migrated. Where
+    Redis differs by platform (range bounds of 0x80 and above compare as signed chars on x86,
+    unsigned on ARM), it claims a match only when both readings agree. Missing a match is
+    harmless: the key is then handled twice, and the second time counts as skipped.
+    """
+    regex = re.compile(b"".join(_glob_parts(pattern)), re.DOTALL)
+    # SCAN matches the empty key name only with the pattern '*', which it does not even check.
+    return lambda key: pattern == b"*" if key == b"" else regex.fullmatch(key) is not None
+
+
+def _glob_parts(pattern):
+    i, n = 0, len(pattern)
+    while i < n:
+        char = pattern[i : i + 1]
+        if char == b"*":
+            yield b".*"
+        elif char == b"?":
+            yield b"."
+        elif char == b"\\" and i + 1 < n:
+            i += 1
+            yield re.escape(pattern[i : i + 1])
+        elif char == b"[":
+            i, char_class = _glob_class(pattern, i + 1)
+            yield char_class
+        else:
+            yield re.escape(char)
+        i += 1
+
+
+def _glob_class(pattern, i):
+    """Translate the ``[...]`` class starting after its ``[``; returns (index of ``]``, regex)."""
+    n = len(pattern)
+    negate = pattern[i : i + 1] == b"^"
+    if negate:
+        i += 1
+    members = set()
+    while i < n and pattern[i : i + 1] != b"]":
+        if pattern[i : i + 1] == b"\\" and i + 1 < n:
+            i += 1
+            members.add(pattern[i])
+        elif i + 2 < n and pattern[i + 1 : i + 2] == b"-":
+            members |= _glob_range(pattern[i], pattern[i + 2], widest=negate)
+            i += 2
+        else:
+            members.add(pattern[i])
+        i += 1
+    if not members:
+        return i, b"." if negate else b"(?!)"
+    body = b"".join(re.escape(bytes([byte])) for byte in sorted(members))
+    return i, b"[" + (b"^" if negate else b"") + body + b"]"
+
+
+def _glob_range(first, last, widest):
+    """Bytes in a class range under both signed and unsigned char readings (see glob_matcher).
+
+    A negated class must exclude every byte either reading holds, so it takes the union.
+    """
+
+    def signed(byte):
+        return byte - 256 if byte > 127 else byte
+
+    low, high = sorted((first, last))
+    unsigned = set(range(low, high + 1))
+    low, high = sorted((signed(first), signed(last)))
+    as_signed = {byte for byte in range(256) if low <= signed(byte) <= high}
+    return unsigned | as_signed if widest else unsigned & as_signed
+
+
+def batched(iterable, size):
+    iterator = iter(iterable)
+    while True:
+        batch = list(islice(iterator, size))
+        if not batch:
+            return
+        yield batch
+
+
+def scanned_share(cursor):
+    """The share of a db's keys a SCAN has gone through when it returns ``cursor``.
+
+    SCAN walks the hash table in reverse-binary order of its buckets, so the cursor's bits read
+    backwards are the part of the table behind it, whatever the table's size.
+    """
+    cursor = int(cursor)
+    return int(f"{cursor:064b}"[::-1], 2) / 2**64 if cursor else 1.0
+
+
+def pages(fetch):
+    """Each page of a SCAN-style cursor walk; ``fetch(cursor)`` returns (next cursor, page)."""
+    cursor = 0
+    while True:
+        cursor, page = fetch(cursor)
+        yield page
+        if int(cursor) == 0:
+            return

@@ -1,0 +1,57 @@
+"""What every Lua script of the engine shares: outcome codes, the header, the memory guard.
+
+Scripts stay in .py files: Ansible's module bundler ships only Python.
+"""
+
+from __future__ import annotations
+
+# Memory a key takes beyond its MEMORY USAGE: the entry of its expiry.
+KEY_OVERHEAD = 48
+# Memory one index entry takes beyond its member name: skiplist node, score and dict entry.
+INDEX_ENTRY_BYTES = 96
+
+# Outcome codes of the copy script, per key.
+COPIED, PRESENT, GONE = 0, 1, 2
+# Outcome codes of the clean-up script, per key.
+IDENTICAL, DIFFERENT, NO_COPY, CLEAN_GONE = 0, 1, 2, 3
+# How a script call ended: every key handled; stopped at its byte budget (the next call takes
+# the rest); stopped by the memory guard because the next write would not fit; or stopped
+# because the server has evicted keys since the run started.
+DONE, BUDGET, MEMORY, EVICTED = 0, 1, 2, 3
+
+# Every script starts with this. Redis 5 and 6 let a script write after a non-deterministic
+# command (TIME, INFO, SCAN) only when it replicates its effects; Redis 7 always does.
+LUA_HEADER = f"""
+if redis.replicate_commands then redis.replicate_commands() end
+local COPIED, PRESENT, GONE = {COPIED}, {PRESENT}, {GONE}
+local IDENTICAL, DIFFERENT, NO_COPY, CLEAN_GONE = {IDENTICAL}, {DIFFERENT}, {NO_COPY}, {CLEAN_GONE}
+local DONE, BUDGET, MEMORY, EVICTED = {DONE}, {BUDGET}, {MEMORY}, {EVICTED}
+local KEY_OVERHEAD, INDEX_ENTRY_BYTES = {KEY_OVERHEAD}, {INDEX_ENTRY_BYTES}
+"""
+
+# The memory guard, run before a call writes anything. ARGV[4]: '1' when it is on; ARGV[5]: the
+# percentage of maxmemory kept free; ARGV[6]: the ceiling of used_memory when the server has no
+# maxmemory; ARGV[7]: evicted_keys when the run started. Returns the bytes this call may still
+# add (nil once the server has evicted keys since the start), used_memory, the ceiling and
+# evicted_keys. The ceiling is read afresh each call, so raising maxmemory mid-run counts.
+LUA_MEMORY_GUARD = """
+local function memory_room(dst, new_keys)
+  if ARGV[4] ~= '1' then return math.huge, 0, 0, ARGV[7] end
+  local evicted = redis.call('INFO', 'stats'):match('evicted_keys:(%d+)')
+  local info = redis.call('INFO', 'memory')
+  local used = tonumber(info:match('used_memory:(%d+)'))
+  local max = tonumber(info:match('maxmemory:(%d+)'))
+  local ceiling = tonumber(ARGV[6])
+  if max > 0 then ceiling = math.floor(max * (100 - tonumber(ARGV[5])) / 100) end
+  if evicted ~= ARGV[7] then return nil, used, ceiling, evicted end
+  -- New keys can double the target db's hash tables (keys and expiries), all at once.
+  redis.call('SELECT', dst)
+  local size, buckets, growth = redis.call('DBSIZE'), 4, 0
+  while buckets < size do buckets = buckets * 2 end
+  while size + new_keys > buckets do
+    buckets = buckets * 2
+    growth = growth + 16 * buckets
+  end
+  return ceiling - used - growth, used, ceiling, evicted
+end
+"""

@@ -1,0 +1,105 @@
+"""The script that deletes from the source the keys whose copy has the same type and content."""
+
+from __future__ import annotations
+
+from .lua import LUA_HEADER
+
+# KEYS: key names found in the source db. ARGV[1], ARGV[2]: source and target db. ARGV[3]:
+# 'plan' or 'delete'. ARGV[4]: this call's byte budget, 0 for none. ARGV[5]: '1' to size keys
+# with MEMORY USAGE. Compares each source key with the target key of the same name by type and
+# content, whatever their encodings: strings byte for byte, list items in order, hash fields
+# and values, set members, sorted-set members and scores, stream entries one by one (other
+# types by DUMP). Stops before a key that would take the call over its byte budget (a key
+# larger than the budget goes alone). Returns {how it ended, bytes compared, one outcome per
+# key handled}: IDENTICAL (deleted, or planning, would be), DIFFERENT, NO_COPY or CLEAN_GONE
+# (gone from the source). Only identical keys are ever deleted, with UNLINK, in the same
+# atomic call as their comparison.
+CLEANUP_SCRIPT = (
+    LUA_HEADER
+    + """
+local src, dst, mode = ARGV[1], ARGV[2], ARGV[3]
+local budget, sized = tonumber(ARGV[4]), ARGV[5] == '1'
+
+local function as_map(flat, step)
+  local map, n = {}, 0
+  for i = 1, #flat, step do
+    map[flat[i]] = step == 2 and flat[i + 1] or true
+    n = n + 1
+  end
+  return {map = map, n = n}
+end
+
+local function stream(key)
+  local flat = {}
+  for _, entry in ipairs(redis.call('XRANGE', key, '-', '+')) do
+    flat[#flat + 1] = entry[1]
+    flat[#flat + 1] = #entry[2]
+    for _, part in ipairs(entry[2]) do flat[#flat + 1] = part end
+  end
+  return flat
+end
+
+-- The type and content of a key of the selected db.
+local function content(key)
+  local kind = redis.call('TYPE', key).ok
+  if kind == 'none' then return kind end
+  if kind == 'string' then return kind, redis.call('GET', key) end
+  if kind == 'list' then return kind, redis.call('LRANGE', key, 0, -1) end
+  if kind == 'hash' then return kind, as_map(redis.call('HGETALL', key), 2) end
+  if kind == 'set' then return kind, as_map(redis.call('SMEMBERS', key), 1) end
+  if kind == 'zset' then return kind, as_map(redis.call('ZRANGE', key, 0, -1, 'WITHSCORES'), 2) end
+  if kind == 'stream' then return kind, stream(key) end
+  return kind, redis.call('DUMP', key)
+end
+
+local function same(a, b)
+  if type(a) ~= 'table' then return a == b end
+  if a.map then
+    if a.n ~= b.n then return false end
+    for name, value in pairs(a.map) do
+      if b.map[name] ~= value then return false end
+    end
+    return true
+  end
+  if #a ~= #b then return false end
+  for i = 1, #a do
+    if a[i] ~= b[i] then return false end
+  end
+  return true
+end
+
+local out, identical, spent, ended = {}, {}, 0, DONE
+for i, key in ipairs(KEYS) do
+  redis.call('SELECT', src)
+  local size = 0
+  if sized then size = redis.call('MEMORY', 'USAGE', key) or 0 end
+  if budget > 0 and spent > 0 and spent + size > budget then
+    ended = BUDGET
+    break
+  end
+  local kind, mine = content(key)
+  if kind == 'none' then
+    out[i] = CLEAN_GONE
+  else
+    spent = spent + size
+    redis.call('SELECT', dst)
+    local their_kind, theirs = content(key)
+    if their_kind == 'none' then
+      out[i] = NO_COPY
+    elseif their_kind == kind and same(mine, theirs) then
+      out[i] = IDENTICAL
+      identical[#identical + 1] = key
+    else
+      out[i] = DIFFERENT
+    end
+  end
+end
+if mode == 'delete' and #identical > 0 then
+  redis.call('SELECT', src)
+  for first = 1, #identical, 1000 do
+    redis.call('UNLINK', unpack(identical, first, math.min(first + 999, #identical)))
+  end
+end
+return {ended, spent, out}
+"""
+)

@@ -1,0 +1,215 @@
+"""The scripts that copy: keys one call of a batch at a time, and the index one page at a time."""
+
+from __future__ import annotations
+
+from .lua import LUA_HEADER, LUA_MEMORY_GUARD
+
+# KEYS: key names found in the source db. ARGV[1], ARGV[2]: source and target db. ARGV[3]: the
+# mode: 'plan' (classify, write nothing), 'copy' (COPY), 'restore' (DUMP, then RESTORE at the
+# source's absolute expiry read with PEXPIRETIME, Redis 7+) or 'restore-time' (the same on
+# older servers, the expiry read with TIME and PTTL). ARGV[4..7]: the memory guard (above).
+# ARGV[8]: this call's byte budget, 0 for none. ARGV[9]: '1' to size keys with MEMORY USAGE.
+# Handles the keys in order, never with REPLACE, and stops before a key that would take the
+# call over its byte budget (a key larger than the budget goes alone) or over the room the
+# memory guard leaves. Returns {how it ended, bytes copied (planning: to copy), one outcome per
+# key handled, used_memory, ceiling, evicted_keys, bytes of the key that did not fit}. An
+# outcome is COPIED (planning: to copy), PRESENT (the target has it), GONE (expired from the
+# source) or the error of a write that failed. A call runs atomically, so a key's
+# classification cannot race with its write.
+COPY_SCRIPT = (
+    LUA_HEADER
+    + LUA_MEMORY_GUARD
+    + """
+local src, dst, mode = ARGV[1], ARGV[2], ARGV[3]
+local budget, sized = tonumber(ARGV[8]), ARGV[9] == '1'
+
+local function in_target(key)
+  redis.call('SELECT', dst)
+  local found = redis.call('EXISTS', key) == 1
+  redis.call('SELECT', src)
+  return found
+end
+
+-- Bytes the key takes in the source, or nil when it is not there; 0 when keys are not sized.
+-- MEMORY USAGE still sizes a key that has expired but not been deleted yet, so the writes
+-- below tell gone keys apart anyway.
+local function size_of(key)
+  if not sized then return 0 end
+  local bytes = redis.call('MEMORY', 'USAGE', key)
+  return bytes and bytes + KEY_OVERHEAD
+end
+
+-- The source key's absolute expiry in ms, -1 for none, 0 when it has expired or expires this
+-- millisecond. Before Redis 7 there is no PEXPIRETIME: PTTL read between two TIME replies of
+-- the same millisecond gives it exactly, since both read the same clock.
+local function expiry(key)
+  if mode == 'restore' then
+    local at = redis.call('PEXPIRETIME', key)
+    return at == -2 and 0 or at
+  end
+  while true do
+    local before = redis.call('TIME')
+    local ttl = redis.call('PTTL', key)
+    local after = redis.call('TIME')
+    if ttl == -1 then return -1 end
+    if ttl <= 0 then return 0 end
+    local ms = tonumber(before[1]) * 1000 + math.floor(tonumber(before[2]) / 1000)
+    if ms == tonumber(after[1]) * 1000 + math.floor(tonumber(after[2]) / 1000) then
+      return ms + ttl
+    end
+  end
+end
+
+local function copy(key)
+  if mode == 'copy' then
+    local done = redis.pcall('COPY', key, key, 'DB', dst)
+    if done == 1 then return COPIED end
+    -- Nothing copied: the target has the key, or the source's has expired.
+    if done == 0 then return in_target(key) and PRESENT or GONE end
+    return in_target(key) and PRESENT or done.err
+  end
+  if in_target(key) then return PRESENT end
+  local payload = redis.call('DUMP', key)
+  if not payload then return GONE end
+  local at = expiry(key)
+  if at == 0 then return GONE end
+  redis.call('SELECT', dst)
+  local done
+  if at < 0 then
+    done = redis.pcall('RESTORE', key, 0, payload)
+  else
+    -- Absolute: what replicas and the AOF replay is the same instant, whenever they replay it.
+    done = redis.pcall('RESTORE', key, at, payload, 'ABSTTL')
+  end
+  local outcome = COPIED
+  -- A status reply ({ok = 'OK'}) is a table too: only an error changes the outcome.
+  if done.err then outcome = redis.call('EXISTS', key) == 1 and PRESENT or done.err end
+  redis.call('SELECT', src)
+  return outcome
+end
+
+local out, spent = {}, 0
+if mode == 'plan' then
+  local sizes = {}
+  redis.call('SELECT', src)
+  for i, key in ipairs(KEYS) do
+    sizes[i] = redis.call('EXISTS', key) == 1 and (size_of(key) or 0)
+  end
+  redis.call('SELECT', dst)
+  for i, key in ipairs(KEYS) do
+    if not sizes[i] then
+      out[i] = GONE
+    elseif redis.call('EXISTS', key) == 1 then
+      out[i] = PRESENT
+    else
+      out[i] = COPIED
+      spent = spent + sizes[i]
+    end
+  end
+  return {DONE, spent, out, 0, 0, ARGV[7], 0}
+end
+
+local room, used, ceiling, evicted = memory_room(dst, #KEYS)
+if not room then return {EVICTED, 0, out, used, ceiling, evicted, 0} end
+redis.call('SELECT', src)
+for i, key in ipairs(KEYS) do
+  local size = size_of(key)
+  if not size then
+    out[i] = GONE
+  elseif budget > 0 and spent > 0 and spent + size > budget then
+    return {BUDGET, spent, out, used, ceiling, evicted, 0}
+  elseif spent + size > room and not in_target(key) then
+    return {MEMORY, spent, out, used, ceiling, evicted, size}
+  else
+    out[i] = copy(key)
+    if out[i] == COPIED then spent = spent + size end
+  end
+end
+return {DONE, spent, out, used, ceiling, evicted, 0}
+"""
+)
+
+# KEYS[1]: the index sorted set. ARGV[1], ARGV[2]: source and target db. ARGV[3]: 'plan' or
+# 'merge'. ARGV[4..7]: the memory guard. ARGV[8]: ZSCAN cursor. ARGV[9]: ZSCAN COUNT, sized by
+# the caller to the byte budget. Reads one page of the source index and merges it into the
+# target index on the server: members already in the target keep their score (ZADD NX, whose
+# reply counts the members it added). Returns {how it ended, next cursor, added, present,
+# orphans, members, error, bytes the page needs, used_memory, ceiling, evicted_keys}: orphans
+# are members whose session key exists in neither db, merged all the same; members are the
+# page's names, for the read-back; error is '' or why the merge failed. A page the memory
+# guard stops is not merged at all, and the cursor returned is the one it was given.
+INDEX_SCRIPT = (
+    LUA_HEADER
+    + LUA_MEMORY_GUARD
+    + """
+local src, dst, mode, index = ARGV[1], ARGV[2], ARGV[3], KEYS[1]
+local room, used, ceiling, evicted = math.huge, 0, 0, ARGV[7]
+if mode == 'merge' then
+  room, used, ceiling, evicted = memory_room(dst, 0)
+  if not room then return {EVICTED, ARGV[8], 0, 0, 0, {}, '', 0, used, ceiling, evicted} end
+end
+redis.call('SELECT', src)
+local page = redis.call('ZSCAN', index, ARGV[8], 'COUNT', ARGV[9])
+local flat, members, scored = page[2], {}, {}
+for i = 1, #flat, 2 do
+  members[#members + 1] = flat[i]
+  scored[#scored + 1] = flat[i + 1]
+  scored[#scored + 1] = flat[i]
+end
+redis.call('SELECT', dst)
+
+local function new_members()
+  local found = {}
+  for _, member in ipairs(members) do
+    if not redis.call('ZSCORE', index, member) then found[#found + 1] = member end
+  end
+  return found
+end
+
+local function bytes(names)
+  local total = 0
+  for _, member in ipairs(names) do total = total + #member + INDEX_ENTRY_BYTES end
+  return total
+end
+
+local added, need, err = 0, 0, ''
+if mode == 'plan' then
+  added = #new_members()
+else
+  need = bytes(members)
+  -- Only the entries the target lacks take memory: count them before refusing the page.
+  if need > room then need = bytes(new_members()) end
+  if need > 0 and need > room then
+    return {MEMORY, ARGV[8], 0, 0, 0, {}, '', need, used, ceiling, evicted}
+  end
+  for first = 1, #scored, 2000 do
+    local last = math.min(first + 1999, #scored)
+    local r = redis.pcall('ZADD', index, 'NX', unpack(scored, first, last))
+    if type(r) == 'table' then
+      -- Refused (e.g. OOM): not an error if the target already has every one of them.
+      for i = first + 1, last, 2 do
+        if not redis.call('ZSCORE', index, scored[i]) then err = r.err end
+      end
+      if err ~= '' then break end
+    else
+      added = added + r
+    end
+  end
+end
+-- One EXISTS of the whole page settles the usual case: every session is in the target.
+local in_target, elsewhere, orphans = 0, {}, 0
+for first = 1, #members, 1000 do
+  local last = math.min(first + 999, #members)
+  in_target = in_target + redis.call('EXISTS', unpack(members, first, last))
+end
+if in_target < #members then
+  for _, member in ipairs(members) do
+    if redis.call('EXISTS', member) == 0 then elsewhere[#elsewhere + 1] = member end
+  end
+  redis.call('SELECT', src)
+  for _, member in ipairs(elsewhere) do orphans = orphans + 1 - redis.call('EXISTS', member) end
+end
+return {DONE, page[1], added, #members - added, orphans, members, err, need, used, ceiling,
+  evicted}
+"""
+)

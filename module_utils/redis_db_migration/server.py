@@ -1,0 +1,159 @@
+"""What the server is, and whether it can take a run: read before anything else is sent."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .errors import MigrationError, describe_error, is_noperm, is_unknown_command
+from .keys import as_bytes, display
+from .redis_py import redis_errors
+
+
+@dataclass
+class ServerFacts:
+    version: tuple
+    role: str
+    cluster: bool
+    info: bool = True  # INFO answered; without it (HELLO) the memory facts are unknown
+    databases: int | None = None
+    used_memory: int | None = None
+    used_memory_rss: int | None = None
+    maxmemory: int | None = None
+    maxmemory_policy: str | None = None
+    total_system_memory: int | None = None
+    evicted_keys: int | None = None
+
+    @property
+    def version_text(self):
+        return ".".join(str(part) for part in self.version) or "unknown"
+
+
+def read_facts(settings):
+    """The server's version, role and memory (from INFO, or HELLO where INFO is denied or
+    renamed) and its number of databases (when CONFIG GET may be run)."""
+    admin = settings.client(db=0)
+    try:
+        _call(admin.ping, settings, "connecting")
+        try:
+            info, readable = admin.info(), True
+        except redis_errors.ResponseError as exc:
+            if not (is_noperm(exc) or is_unknown_command(exc)):
+                raise MigrationError(describe_error(exc, settings, "reading INFO")) from None
+            info, readable = _hello(settings), False
+        try:
+            config = {display(k): v for k, v in admin.config_get("databases").items()}
+        except redis_errors.ResponseError:
+            config = {}  # CONFIG denied or renamed: SELECT will tell instead
+        except redis_errors.RedisError as exc:
+            raise MigrationError(describe_error(exc, settings, "reading CONFIG")) from None
+        databases = config.get("databases")
+    finally:
+        admin.close()
+    return ServerFacts(
+        version=tuple(int(p) for p in re.findall(rb"\d+", as_bytes(info["redis_version"]))[:3]),
+        role=str(info.get("role", "master")),
+        cluster=bool(int(info.get("cluster_enabled", 0))),
+        info=readable,
+        databases=None if databases is None else int(databases),
+        used_memory=info.get("used_memory"),
+        used_memory_rss=info.get("used_memory_rss"),
+        maxmemory=info.get("maxmemory"),
+        maxmemory_policy=info.get("maxmemory_policy"),
+        total_system_memory=info.get("total_system_memory"),
+        evicted_keys=info.get("evicted_keys"),
+    )
+
+
+def _call(func, settings, action):
+    try:
+        return func()
+    except redis_errors.RedisError as exc:
+        raise MigrationError(describe_error(exc, settings, action)) from None
+
+
+def _hello(settings):
+    """Version and role from HELLO 2, which switches its connection to RESP2: so it runs on a
+    client of its own."""
+    probe = settings.client(db=0)
+    try:
+        reply = probe.execute_command("HELLO", "2")
+    except redis_errors.RedisError as exc:
+        raise MigrationError(
+            f"Cannot read the server's version and role at {settings.endpoint}: INFO is denied "
+            f"or renamed and HELLO failed ({settings.scrub(exc)}). Grant the user INFO or use "
+            f"Redis 6 or newer."
+        ) from None
+    finally:
+        probe.close()
+    if isinstance(reply, list):
+        reply = dict(zip(reply[::2], reply[1::2]))
+    reply = {display(k): v for k, v in reply.items()}
+    return {
+        "redis_version": reply.get("version", b"0"),
+        "role": display(reply.get("role", b"master")),
+        "cluster_enabled": 1 if display(reply.get("mode", b"")) == "cluster" else 0,
+    }
+
+
+def check_server(facts, settings, options):
+    """Refuse a cluster, a replica, and a db number the server does not have."""
+    endpoint = settings.endpoint
+    if facts.cluster:
+        raise MigrationError(
+            f"Redis at {endpoint} runs in cluster mode, which has only db 0 and refuses SELECT: "
+            f"there is no db {options.source_db} to migrate from. Point the module at a "
+            f"standalone Redis."
+        )
+    if facts.role not in ("master", "primary"):
+        raise MigrationError(
+            f"Redis at {endpoint} is a replica ({facts.role}): writes there are refused or "
+            f"lost at the next sync. Point login_host/login_port at the primary."
+        )
+    for name in ("source_db", "target_db"):
+        db = getattr(options, name)
+        if facts.databases is not None and db >= facts.databases:
+            raise MigrationError(
+                f"{name} {db} does not exist on Redis at {endpoint}: the server has "
+                f"{facts.databases} databases (0 to {facts.databases - 1}). Fix {name}, or "
+                f"raise 'databases' in redis.conf."
+            )
+
+
+def open_db(settings, db):
+    """A client on ``db``, once SELECT has proved the db exists."""
+    client = settings.client(db=db)
+    try:
+        client.ping()
+    except redis_errors.ResponseError as exc:
+        text = settings.scrub(exc)
+        if "out of range" in text or "invalid DB index" in text:
+            raise MigrationError(
+                f"db {db} does not exist on Redis at {settings.endpoint} ({text}). Fix "
+                f"source_db/target_db, or raise 'databases' in redis.conf."
+            ) from None
+        if "cluster" in text.lower():
+            raise MigrationError(
+                f"Redis at {settings.endpoint} runs in cluster mode and refuses SELECT "
+                f"({text}). Point the module at a standalone Redis."
+            ) from None
+        raise MigrationError(describe_error(exc, settings, f"selecting db {db}")) from None
+    except redis_errors.RedisError as exc:
+        raise MigrationError(describe_error(exc, settings, f"selecting db {db}")) from None
+    return client
+
+
+def check_index_types(session):
+    """Refuse an index key that is not a sorted set, in either db, before anything is written."""
+    for name in session.index_names:
+        for db, client in (
+            (session.options.source_db, session.source),
+            (session.options.target_db, session.target),
+        ):
+            kind = display(session.call(lambda c=client, k=name: c.type(k), "reading TYPE"))
+            if kind not in ("zset", "none"):
+                raise MigrationError(
+                    f"index {display(name)!r} in db {db} on {session.settings.endpoint} is a "
+                    f"{kind}, not a sorted set. Nothing was changed. Check the indexes option, "
+                    f"or move that key away before migrating."
+                )

@@ -1,0 +1,225 @@
+"""A session: what preflight produces for one run against one endpoint, and what its copier,
+verifier and cleaner share: the clients, the server's facts, the strategy, the scripts, what
+the user may not run, the memory guard, pacing, and how a run stops when it is cut short."""
+
+from __future__ import annotations
+
+import time
+from collections import namedtuple
+
+from .errors import GuardStop, MigrationError, describe_error, is_auth_failure
+from .hooks import Hooks
+from .keys import as_bytes, batched, glob_matcher
+from .lua import BUDGET, DONE
+from .lua_cleanup import CLEANUP_SCRIPT
+from .lua_copy import COPY_SCRIPT, INDEX_SCRIPT
+from .lua_preflight import ESTIMATE_SCRIPT, PROBE_SCRIPT
+from .memory import MemoryGuard
+from .pacing import Pacer
+from .permissions import COPYING_MODES, checks_not_run, pick_strategy, unavailable_commands
+from .redis_py import redis_errors, redis_py_problem
+from .server import check_index_types, check_server, open_db, read_facts
+
+# Bytes of MEMORY USAGE one server call may work through when max_batch_bytes is 0, by what the
+# call does. Measured on Redis 6.2, 7.0 and Valkey 9 (README, Performance): COPY costs up to
+# 2 ms per MB, DUMP + RESTORE of incompressible values up to 19 ms per MB, the clean-up's
+# comparison up to 5 ms per MB; so a call takes about 20 ms at most, well under the 50 ms at
+# which replicas, Sentinel and clients start to notice.
+AUTO_BATCH_BYTES = {"copy": 8 << 20, "dump-restore": 1 << 20, "cleanup": 2 << 20}
+
+Scripts = namedtuple("Scripts", "copy index cleanup estimate")
+
+
+class Session:
+    """One run's connection to one endpoint. ``connect(mode)`` makes every preflight check."""
+
+    def __init__(self, settings, options, hooks=None):
+        problem = redis_py_problem()
+        if problem:
+            raise MigrationError(problem)
+        settings.validate()
+        options.validate()
+        self.settings = settings
+        self.options = options
+        self.hooks = hooks or Hooks()
+        self.patterns = [as_bytes(p) for p in options.patterns]
+        self.index_names = [as_bytes(i) for i in options.indexes]
+        self.facts = None
+        self.source = None
+        self.target = None
+        self.scripts = None
+        self.strategy = "none"
+        # Commands the server lacks, has renamed or denies this user; checks that cannot run.
+        self.unavailable = set()
+        self.checks_not_run = []
+        self.guard = MemoryGuard(self)
+        self.pacer = Pacer(options.max_keys_per_second)
+        # What the run is doing, for the message when it is cut short.
+        self.action = "connecting"
+
+    def connect(self, mode):
+        """Reach the server and check it can take a run of ``mode`` (preflight, migrate,
+        verify or cleanup): every command the run will send is probed first."""
+        self.facts = read_facts(self.settings)
+        check_server(self.facts, self.settings, self.options)
+        self.source = open_db(self.settings, self.options.source_db)
+        self.target = open_db(self.settings, self.options.target_db)
+        check_index_types(self)
+        *scripts, probe = self._load_scripts(
+            COPY_SCRIPT, INDEX_SCRIPT, CLEANUP_SCRIPT, ESTIMATE_SCRIPT, PROBE_SCRIPT
+        )
+        self.scripts = Scripts(*scripts)
+        self.unavailable = unavailable_commands(self, probe)
+        if not self.facts.info:
+            self.unavailable.add("INFO")
+        self.strategy = pick_strategy(self) if mode in COPYING_MODES else "none"
+        self.checks_not_run = checks_not_run(self, mode)
+        return self
+
+    def _load_scripts(self, *sources):
+        """The scripts as callables, loaded into the server first: a user who may not load or
+        run scripts is told so before anything else runs."""
+        scripts = [self.source.register_script(source) for source in sources]
+        for script in scripts:
+            self.call(
+                lambda s=script: self.source.script_load(s.script),
+                "loading the Lua scripts it runs (SCRIPT LOAD, then EVALSHA)",
+            )
+        return scripts
+
+    def call(self, func, action):
+        """``func()``; a Redis error becomes a MigrationError that says what failed where."""
+        try:
+            return func()
+        except redis_errors.RedisError as exc:
+            raise MigrationError(describe_error(exc, self.settings, action)) from None
+
+    def new_report(self, kind, **fields):
+        return kind(
+            endpoint=self.settings.endpoint,
+            source_db=self.options.source_db,
+            target_db=self.options.target_db,
+            dry_run=self.options.dry_run,
+            server_version=self.facts.version_text,
+            checks_not_run=list(self.checks_not_run),
+            **fields,
+        )
+
+    @property
+    def sized(self):
+        """Whether keys can be sized (MEMORY USAGE) for the byte budget and the guard."""
+        return "MEMORY USAGE" not in self.unavailable
+
+    def budget(self, kind):
+        """Bytes one server call may work through; 0 (no budget) when keys cannot be sized."""
+        if not self.sized:
+            return 0
+        return self.options.max_batch_bytes or AUTO_BATCH_BYTES[kind]
+
+    def batches(self):
+        """Batches of the matching source keys, each once, paced, with the hooks around."""
+        for batch in batched(self._matching_keys(), self.options.batch_size):
+            keys = list(dict.fromkeys(batch))
+            self.hooks.before_batch(keys)
+            yield keys
+            self.hooks.after_batch(keys)
+            self.pace(len(keys))
+
+    def _matching_keys(self):
+        """Every source key matching a pattern, once per pattern list, never all at once."""
+        done = []
+        count = max(self.options.batch_size, 10)
+        skip = set(self.index_names)
+        for pattern in self.patterns:
+            for key in self.source.scan_iter(match=pattern, count=count):
+                if key in skip or (done and any(matches(key) for matches in done)):
+                    continue
+                yield key
+            done.append(glob_matcher(pattern))
+
+    def pace(self, done, *idle):
+        """Wait as long as max_keys_per_second asks, keeping the run's connections (and the
+        ``idle`` ones) alive meanwhile."""
+        self.pacer.wait(done, (self.source, self.target, *idle))
+
+    def in_calls(self, report, keys, call, handle):
+        """Hand ``keys`` to one script ``call`` after another until each is handled: a call
+        stops at its byte budget and the next takes the rest. ``handle`` gets each call's keys
+        and reply. A call the server refuses as a whole fails its keys in ``report``."""
+        pending = keys
+        while pending:
+            try:
+                reply = call(pending)
+                ended, outcomes = reply[0], reply[2]
+                if ended == DONE and len(outcomes) != len(pending):
+                    raise redis_errors.ResponseError(
+                        f"a script returned {len(outcomes)} outcomes for {len(pending)} keys"
+                    )
+            except redis_errors.ResponseError as exc:
+                error = self.settings.scrub(exc)
+                report.failed += len(pending)
+                for key in pending:
+                    report.add_error(key, error)
+                return
+            handle(pending[: len(outcomes)], reply)
+            if ended != BUDGET:
+                return
+            pending = pending[len(outcomes) :]
+
+    def scores(self, index, members):
+        """The target index's scores of ``members`` (None where absent), in one round trip."""
+        if not members:
+            return []
+        if self.facts.version >= (6, 2):
+            return self.target.zmscore(index, members)
+        return each(self.target, "zscore", members, index)
+
+    def page_size(self, name):
+        """ZSCAN COUNT for an index: batch_size entries, fewer when its entries are so large
+        that a page would pass the byte budget."""
+        size = self.options.batch_size
+        budget = self.budget("copy")
+        entries = self.source.zcard(name) if budget else 0
+        if not entries:
+            return size
+        average = (self.source.memory_usage(name) or 0) / entries
+        return max(1, min(size, int(budget // max(average, 1))))
+
+    def timed(self, report, work):
+        """Run ``work`` into ``report``; a lost connection or the memory guard stops it with
+        the counts so far."""
+        self.pacer.start()
+        started = time.monotonic()
+        rerun = "once Redis answers"
+        try:
+            work()
+        except GuardStop as exc:
+            report.aborted = str(exc)
+            rerun = "then"
+        except redis_errors.RedisError as exc:
+            if isinstance(exc, redis_errors.ConnectionError) and not is_auth_failure(exc):
+                # It answered a moment ago: advice about where it listens would mislead.
+                report.aborted = self.settings.scrub(
+                    f"Lost the connection to Redis at {self.settings.endpoint} while "
+                    f"{self.action}: {str(exc).rstrip('.')}"
+                )
+            else:
+                report.aborted = describe_error(exc, self.settings, self.action).rstrip(".")
+        finally:
+            report.duration = time.monotonic() - started
+        if report.aborted:
+            raise MigrationError(
+                f"{report.aborted}. Counts so far: {report.summary()}. The source db was not "
+                f"written, and what the counts say was copied was read back; rerun {rerun}: it "
+                f"skips what is already done.",
+                report=report,
+            )
+        return report
+
+
+def each(client, command, keys, *args):
+    """``command`` for each of ``keys``, in one round trip."""
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        getattr(pipe, command)(*args, key)
+    return pipe.execute()
