@@ -656,11 +656,24 @@ def test_cleanup_fails_the_host_whose_redis_is_down(tmp_path, redis_factory):
 # 6. Role argument validation -------------------------------------------------------------------
 
 
-def test_argument_spec_rejects_a_wrong_type_before_anything_runs(tmp_path, redis_factory):
+@pytest.mark.parametrize(
+    "playbook",
+    # The cleanup entry point takes the main one's options through a YAML merge key: its
+    # validation must hold all the same.
+    [MIGRATE, CLEANUP],
+    ids=["main", "cleanup"],
+)
+def test_argument_spec_rejects_a_wrong_type_before_anything_runs(tmp_path, redis_factory, playbook):
     fleet = standard_fleet(redis_factory, tmp_path)
     dbs_before, writes_before = fleet.dbs(), fleet.writes()
 
-    run = fleet.play(MIGRATE, "-e", "storyart_session_migration_source_db=one")
+    run = fleet.play(
+        playbook,
+        "-e",
+        "storyart_session_migration_source_db=one",
+        "-e",
+        f"{CONFIRM}=delete-migrated-sessions",
+    )
 
     assert run.rc != 0, run.output
     validation = section(
