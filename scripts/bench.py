@@ -27,11 +27,11 @@ Run it with scripts/bench.sh; it is not part of the tests.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import random
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -43,49 +43,21 @@ from pathlib import Path
 import redis
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "module_utils"))
+sys.path.insert(0, str(ROOT / "tests"))
 
-import redis_db_migration as engine  # noqa: E402
+# The tests' own throwaway server, and the engine as the tests import it.
+from helpers import RedisServer, engine  # noqa: E402
 
 SESSION = b"storyart:session:%d"
 INDEX = b"storyart:sessions:index"
 START = 1704067200000
 TTL = 604800
+_servers = itertools.count()
 
 
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    """A throwaway redis-server: no persistence, no memory limit."""
-
-    def __init__(self, workdir):
-        self.port = free_port()
-        self.dir = Path(workdir) / f"redis-{self.port}"
-        self.dir.mkdir(parents=True)
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.dir), "--logfile", "redis.log"],
-        )  # fmt: skip
-        deadline = time.monotonic() + 10
-        while True:
-            try:
-                self.client(0).ping()
-                break
-            except redis.ConnectionError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.02)
-
-    def client(self, db):
-        return redis.Redis(port=self.port, db=db)
-
-    def stop(self):
-        self.process.terminate()
-        self.process.wait()
+def start_server(workdir):
+    """A throwaway redis-server with no persistence and no memory limit, in ``workdir``."""
+    return RedisServer(Path(workdir) / f"redis-{next(_servers)}").start()
 
 
 def seed(server, count, sessions_in_target=0):
@@ -164,7 +136,7 @@ class LatencyProbe(threading.Thread):
 
     def __init__(self, server):
         super().__init__(daemon=True)
-        self.client = server.client(0)
+        self.client = redis.Redis(host="127.0.0.1", port=server.port)  # as the application
         self.samples = []
         self.running = True
 
@@ -299,7 +271,7 @@ def reset_target(server):
 
 
 def single_host(args, workdir, results):
-    server = Server(workdir)
+    server = start_server(workdir)
     try:
         count = args.sessions
         print(f"Seeding {count} sessions...", flush=True)
@@ -370,7 +342,7 @@ def unguarded_user(server):
 def large_sessions(args, workdir, results):
     """Sessions of 100 KB to 2 MB of random bytes: the longest server call and the latency
     another client sees, with the default byte budget and without one."""
-    server = Server(workdir)
+    server = start_server(workdir)
     rows = results["large_sessions"] = {}
     try:
         data = random.Random(4)  # noqa: S311 - reproducible data, not a secret
@@ -401,7 +373,7 @@ def large_sessions(args, workdir, results):
 
 
 def fleet(args, workdir, results):
-    servers = [Server(workdir) for _ in range(args.fleet_hosts)]
+    servers = [start_server(workdir) for _ in range(args.fleet_hosts)]
     try:
         print(f"Seeding {args.fleet_hosts} servers with {args.fleet_sessions} sessions...",
               flush=True)  # fmt: skip

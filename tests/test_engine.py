@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import time
 
+import helpers
 import pytest
-from conftest import INDEX, PATTERN, SESSION, engine, expiry, run, seed_sessions, snapshot, zset
-from conftest import content as conftest_content
+from helpers import INDEX, PATTERN, SESSION, engine, expiry, run, seed_sessions, snapshot, zset
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -35,7 +35,7 @@ def counts(report):
 
 def content(client, key):
     """Type, encoding and value of a key (conftest.content, and the encoding must match too)."""
-    return (client.object("encoding", key), *conftest_content(client, key))
+    return (client.object("encoding", key), *helpers.content(client, key))
 
 
 def assert_same_keys(src, dst, keys):
@@ -283,13 +283,6 @@ class BeforeCopy(engine.Hooks):
         self.act(keys)
 
 
-def run_with(server, hooks, **options):
-    """Migrate db 1 to db 0 as ``run`` does, with ``hooks``."""
-    values = dict(source_db=1, target_db=0, patterns=(PATTERN,), indexes=(INDEX,))
-    values.update(options)
-    return engine.migrate(server.settings(), engine.MigrationOptions(**values), hooks)
-
-
 @pytest.mark.parametrize("mode", SCRIPT_MODES)
 def test_keys_that_expire_or_go_after_scan_found_them_count_as_expired(redis_factory, mode):
     """SCAN has found them; then their TTL runs out (still in memory: Redis expires them only
@@ -308,7 +301,7 @@ def test_keys_that_expire_or_go_after_scan_found_them_count_as_expired(redis_fac
             src.delete(deleted)
             time.sleep(0.02)  # > 1 ms: the keys are expired, whatever happens to them now
 
-    report = run_with(server, BeforeCopy(lapse), batch_size=1000, **SCRIPT_MODES[mode])
+    report = run(server, hooks=BeforeCopy(lapse), batch_size=1000, **SCRIPT_MODES[mode])
 
     gone = [*lapsing, deleted]
     assert all(dst.exists(key) == 0 for key in gone)
@@ -347,9 +340,9 @@ def test_each_script_mode_classifies_every_key_of_a_batch(redis_server, mode):
             expected["migrated"].append(key)
     target_before = snapshot(dst)
 
-    report = run_with(
+    report = run(
         redis_server,
-        BeforeCopy(lambda keys: src.delete(*expected["expired"])),
+        hooks=BeforeCopy(lambda keys: src.delete(*expected["expired"])),
         indexes=(),
         **SCRIPT_MODES[mode],
     )

@@ -6,21 +6,19 @@ a failed preflight must leave both databases exactly as they were.
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-from types import SimpleNamespace
-
 import pytest
 import redis
-from conftest import (
+from helpers import (
     INDEX,
     PATTERN,
     engine,
     free_port,
     hello,
+    options,
     run,
     seed_sessions,
     snapshot,
+    start_tls_server,
     wait_for,
     zset,
 )
@@ -76,12 +74,6 @@ def assert_migrated(server, names):
             f"{name!r}: expiry in db 0 is {copied_expires - expires:+d} ms off the source's"
         )
     assert zset(source).items() <= zset(target).items()
-
-
-def options(**overrides):
-    values = dict(source_db=1, target_db=0, patterns=(PATTERN,), indexes=(INDEX,))
-    values.update(overrides)
-    return engine.MigrationOptions(**values)
 
 
 def nowhere(**kwargs):
@@ -144,71 +136,16 @@ def test_acl_user_wrong_password(redis_factory):
 # 3. TLS --------------------------------------------------------------------------------------
 
 
-def _openssl(directory, *args):
-    subprocess.run(["openssl", *args], cwd=directory, check=True, capture_output=True)
-
-
-def _make_ca(directory, name):
-    _openssl(
-        directory, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-        "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.crt", "-days", "2",
-        "-subj", f"/CN=StoryArt test {name}",
-        "-addext", "basicConstraints=critical,CA:TRUE",
-        "-addext", "keyUsage=critical,keyCertSign,cRLSign",
-    )  # fmt: skip
-    return str(directory / f"{name}.crt")
-
-
-@pytest.fixture(scope="module")
-def certs(tmp_path_factory):
-    """A CA, a server certificate it signed for 127.0.0.1/localhost, and an unrelated CA."""
-    if shutil.which("openssl") is None:
-        pytest.fail("the openssl command is needed to make test certificates")
-    directory = tmp_path_factory.mktemp("tls")
-    ca = _make_ca(directory, "ca")
-    wrong_ca = _make_ca(directory, "wrong-ca")
-    (directory / "server.ext").write_text(
-        "subjectAltName=IP:127.0.0.1,DNS:localhost\n"
-        "basicConstraints=CA:FALSE\n"
-        "keyUsage=critical,digitalSignature\n"
-        "extendedKeyUsage=serverAuth\n"
-    )
-    _openssl(
-        directory, "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-        "-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost",
-    )  # fmt: skip
-    _openssl(
-        directory, "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-        "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "server.ext",
-    )  # fmt: skip
-    return SimpleNamespace(
-        ca=ca,
-        wrong_ca=wrong_ca,
-        cert=str(directory / "server.crt"),
-        key=str(directory / "server.key"),
-    )
-
-
 @pytest.fixture
-def tls_server(redis_factory, certs):
+def tls_server(redis_factory, certificates):
     """A server that listens on TLS only (its plain port is 0), with sessions seeded."""
-    tls_port = free_port()
-    try:
-        server = secured(
-            redis_factory,
-            "port 0",
-            f"tls-port {tls_port}",
-            f"tls-cert-file {certs.cert}",
-            f"tls-key-file {certs.key}",
-            f"tls-ca-cert-file {certs.ca}",
-            "tls-auth-clients no",
-        )
-    except RuntimeError as exc:
-        # Built without TLS: Valkey says so, Redis 6 does not know the tls-* options.
-        if "TLS support" not in str(exc) and "'tls-port" not in str(exc):
-            raise
-        pytest.skip("this server binary was built without TLS")
-    server.tls_port = tls_port
+    server = start_tls_server(
+        redis_factory,
+        certificates.server,
+        certificates.ca,
+        f"requirepass {PASSWORD}",
+        password=PASSWORD,
+    )
     server.names = seed(server)
     return server
 
@@ -220,9 +157,9 @@ def tls_settings(server, **kwargs):
     )
 
 
-def test_tls_with_the_right_ca_migrates(tls_server, certs):
+def test_tls_with_the_right_ca_migrates(tls_server, certificates):
     source_before = snapshot(tls_server.client(1))
-    report = run(tls_server, settings=tls_settings(tls_server, ca_certs=certs.ca))
+    report = run(tls_server, settings=tls_settings(tls_server, ca_certs=certificates.ca))
     assert report.ok
     assert report.migrated == SESSIONS
     assert report.verified is True
@@ -230,10 +167,10 @@ def test_tls_with_the_right_ca_migrates(tls_server, certs):
     assert snapshot(tls_server.client(1)) == source_before
 
 
-def test_tls_with_a_wrong_ca_fails_clearly(tls_server, certs):
+def test_tls_with_a_wrong_ca_fails_clearly(tls_server, certificates):
     before = state(tls_server)
     expect_error(
-        lambda: run(tls_server, settings=tls_settings(tls_server, ca_certs=certs.wrong_ca)),
+        lambda: run(tls_server, settings=tls_settings(tls_server, ca_certs=certificates.wrong_ca)),
         "TLS",
         "certificate",
         "ca_certs",
@@ -252,8 +189,8 @@ def test_tls_server_reached_without_tls_hints_tls_true(tls_server):
     assert state(tls_server) == before
 
 
-def test_tls_without_validation_accepts_a_wrong_ca(tls_server, certs):
-    settings = tls_settings(tls_server, ca_certs=certs.wrong_ca, validate_certs=False)
+def test_tls_without_validation_accepts_a_wrong_ca(tls_server, certificates):
+    settings = tls_settings(tls_server, ca_certs=certificates.wrong_ca, validate_certs=False)
     report = run(tls_server, settings=settings)
     assert report.ok
     assert report.migrated == SESSIONS

@@ -12,11 +12,11 @@ import re
 
 import pytest
 import redis
-from conftest import (
+from helpers import (
     INDEX,
-    PATTERN,
     SESSION,
     engine,
+    options,
     run,
     seed_sessions,
     snapshot,
@@ -26,11 +26,6 @@ from conftest import (
 RO_PASSWORD = "ro-pw"  # noqa: S105 - a throwaway test user on a throwaway server
 CLEANER_PASSWORD = "cleaner-pw"  # noqa: S105 - likewise
 OTHER = b"storyart:other:1"  # in db 1, never matched by PATTERN
-
-
-def options(**kwargs):
-    kwargs.setdefault("indexes", (INDEX,))
-    return engine.MigrationOptions(source_db=1, target_db=0, patterns=(PATTERN,), **kwargs)
 
 
 def state(server):

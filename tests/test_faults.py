@@ -17,15 +17,15 @@ import time
 from dataclasses import dataclass
 
 import pytest
-from conftest import (
+from helpers import (
     INDEX,
-    PATTERN,
     SESSION,
     content,
     data_of,
     engine,
     expiries,
     expiry,
+    options,
     run,
     seed_sessions,
     snapshot,
@@ -42,12 +42,6 @@ TOTAL = 3000
 BATCH = 100
 KILL_AT = 4  # the batch (keys or index entries) at which the server dies
 DAY_MS = 86_400_000
-
-
-def options(**overrides):
-    values = dict(source_db=1, target_db=0, patterns=(PATTERN,), indexes=(INDEX,))
-    values.update(overrides)
-    return engine.MigrationOptions(**values)
 
 
 def read_back(client, keys):

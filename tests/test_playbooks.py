@@ -16,31 +16,34 @@ The standard fleet, in play order:
 
 from __future__ import annotations
 
-import json
 import re
 import stat
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-import yaml
-from conftest import INDEX, free_port, seed_sessions, snapshot, zset
-from conftest import run as migrate_with_engine
-from test_module import (
+from helpers import (
     ANSIBLE_PLAYBOOK,
-    PASSWORD,
-    ROOT,
+    CLEANUP,
+    CONFIRM,
+    INDEX,
+    MIGRATE,
+    Run,
+    free_port,
     recap,
     run_ansible,
+    seed_sessions,
     seed_with_overlap,
+    snapshot,
+    write_inventory,
+    zset,
 )
+from helpers import run as migrate_with_engine
+
+PASSWORD = "Sup3r-s3cret-xyz"  # noqa: S105 - a test server's password, meant to be spotted
 
 pytestmark = pytest.mark.ansible
 
-MIGRATE = ROOT / "playbooks" / "migrate_sessions.yml"
-CLEANUP = ROOT / "playbooks" / "cleanup_source.yml"
-CONFIRM = "storyart_session_migration_cleanup_confirm"
 HOSTS = ("app1", "app2", "app3", "app4")
 SERVER_OF = {"app1": "A", "app2": "B", "app3": "B", "app4": "C"}
 TABLE_TITLE = re.compile(r"^StoryArt [\w -]+: (?:done|DRY RUN|FAILED)")
@@ -59,21 +62,6 @@ PLAN = {
 
 
 # Helpers -------------------------------------------------------------------------------------
-
-
-@dataclass
-class Run:
-    rc: int
-    stdout: str
-    output: str  # stdout + stderr
-    folder: Path | None  # the report folder this run created
-
-    def reports(self):
-        """The per-host JSON reports of this run, by host."""
-        assert self.folder is not None, self.output
-        return {
-            path.stem: json.loads(path.read_text()) for path in sorted(self.folder.glob("*.json"))
-        }
 
 
 @dataclass
@@ -124,25 +112,6 @@ class Fleet:
         port = self.servers[SERVER_OF[host]].port
         machine = "controller" if SERVER_OF[host] == "B" else host
         return f"{machine} 127.0.0.1:{port} db 1 -> db 0"
-
-
-def write_inventory(tmp_path, hosts):
-    """A YAML inventory of ``hosts`` (name -> vars) in the storyart group, run locally.
-
-    It lives in a folder named "staging", which names the report folders.
-    """
-    folder = tmp_path / "staging"
-    folder.mkdir(exist_ok=True)
-    group = {}
-    for name, host_vars in hosts.items():
-        group[name] = {
-            "ansible_connection": "local",
-            "ansible_python_interpreter": sys.executable,
-            **host_vars,
-        }
-    path = folder / "hosts.yml"
-    path.write_text(yaml.safe_dump({"storyart": {"hosts": group}}, sort_keys=False))
-    return path
 
 
 def standard_fleet(redis_factory, tmp_path):

@@ -23,14 +23,14 @@ import re
 import time
 
 import pytest
-from conftest import (
+from helpers import (
     INDEX,
-    PATTERN,
     ROOT,
     SESSION,
     data_of,
     engine,
     expiries,
+    options,
     run,
     seed_sessions,
     snapshot,
@@ -43,12 +43,6 @@ STRATEGIES = ("copy", "dump-restore")
 BIG_SESSIONS = 30
 BIG_SESSION_BYTES = 200_000
 MIB = 1 << 20
-
-
-def options(**overrides):
-    values = dict(source_db=1, target_db=0, patterns=(PATTERN,), indexes=(INDEX,))
-    values.update(overrides)
-    return engine.MigrationOptions(**values)
 
 
 def info(server, section):

@@ -29,18 +29,28 @@ from types import SimpleNamespace
 import pytest
 import redis
 import yaml
-from conftest import INDEX, PATTERN, RedisServer, engine, free_port, seed_sessions, snapshot
-from test_engine_errors import _make_ca, _openssl
-from test_module import (
+from helpers import (
     ANSIBLE_DOC,
     ANSIBLE_PLAYBOOK,
+    CLEANUP,
+    CONFIRM,
+    INDEX,
+    MIGRATE,
+    PATTERN,
     ROOT,
+    RedisServer,
+    Run,
     ansible_env,
+    engine,
+    free_port,
     recap,
     run_tasks,
+    seed_sessions,
+    snapshot,
+    start_tls_server,
     tcp_args,
+    write_inventory,
 )
-from test_playbooks import CLEANUP, CONFIRM, MIGRATE, Run, write_inventory
 
 # Distinctive, and only letters, digits and dashes: a leak shows verbatim even inside JSON or a
 # repr(), where quotes or backslashes in a password would be escaped and slip past a search.
@@ -318,51 +328,16 @@ DESCRIBE_SCENARIOS = {
 }
 
 
-@pytest.fixture(scope="module")
-def tls_files(tmp_path_factory):
-    """A CA and two server certificates it signed: for 127.0.0.1/localhost, and for elsewhere."""
-    directory = tmp_path_factory.mktemp("tls")
-    ca = _make_ca(directory, "ca")
-    sans = {"server": "IP:127.0.0.1,DNS:localhost", "elsewhere": "DNS:redis.example.invalid"}
-    for name, san in sans.items():
-        (directory / f"{name}.ext").write_text(
-            f"subjectAltName={san}\nbasicConstraints=CA:FALSE\n"
-            "keyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
-        )
-        _openssl(
-            directory, "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
-            "-nodes", "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={name}",
-        )  # fmt: skip
-        _openssl(
-            directory, "x509", "-req", "-in", f"{name}.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-            "-CAcreateserial", "-out", f"{name}.crt", "-days", "2", "-extfile", f"{name}.ext",
-        )  # fmt: skip
-    files = {
-        name: (str(directory / f"{name}.crt"), str(directory / f"{name}.key")) for name in sans
-    }
-    return SimpleNamespace(ca=ca, **files)
-
-
-def start_tls_server(redis_factory, cert_and_key, ca):
-    """A server on TLS only (its plain port is 0) with a password and sessions in db 1."""
-    cert, key = cert_and_key
-    tls_port = free_port()
-    server = redis_factory(
-        f"requirepass {SECRET}",
-        "port 0",
-        f"tls-port {tls_port}",
-        f"tls-cert-file {cert}",
-        f"tls-key-file {key}",
-        f"tls-ca-cert-file {ca}",
-        "tls-auth-clients no",
-        password=SECRET,
+def secured_tls_server(redis_factory, cert_and_key, ca):
+    """A server on TLS only with a password and sessions in db 1."""
+    server = start_tls_server(
+        redis_factory, cert_and_key, ca, f"requirepass {SECRET}", password=SECRET
     )
-    server.tls_port = tls_port
     server.names = seed_sessions(server.client(1), SESSIONS)
     return server
 
 
-def failing_connection(scenario, redis_factory, tls_files):
+def failing_connection(scenario, redis_factory, certificates):
     """Settings for the scenario and the real redis-py call that fails with them."""
     if scenario == "auth-failure-user-is-password":
         server = redis_factory(f"user migrator on >{OTHER_SECRET} ~* &* +@all")
@@ -382,7 +357,7 @@ def failing_connection(scenario, redis_factory, tls_files):
             host=f"redis://:{SECRET}@127.0.0.1", port=free_port(), password=SECRET
         )
         return settings, lambda: settings.client(0).ping()
-    server = start_tls_server(redis_factory, tls_files.server, tls_files.ca)
+    server = secured_tls_server(redis_factory, certificates.server, certificates.ca)
     settings = engine.ConnectionSettings(
         host="127.0.0.1", port=server.tls_port, tls=True, username=SECRET, password=SECRET
     )
@@ -390,9 +365,9 @@ def failing_connection(scenario, redis_factory, tls_files):
 
 
 @pytest.mark.parametrize("scenario", list(DESCRIBE_SCENARIOS))
-def test_describe_error_never_holds_the_password(scenario, redis_factory, tls_files):
+def test_describe_error_never_holds_the_password(scenario, redis_factory, certificates):
     expected, refused, raw_holds_secret = DESCRIBE_SCENARIOS[scenario]
-    settings, call = failing_connection(scenario, redis_factory, tls_files)
+    settings, call = failing_connection(scenario, redis_factory, certificates)
     with pytest.raises(redis.exceptions.RedisError) as caught:
         call()
     # Where redis-py's own text carries the password, only the scrubbing keeps it out.
@@ -511,21 +486,21 @@ def test_validate_certs_defaults_to_true_in_the_module_and_the_role(tmp_path):
 
 @ansible
 def test_tls_checks_the_certificate_and_its_name_unless_told_not_to(
-    tmp_path, redis_factory, tls_files
+    tmp_path, redis_factory, certificates
 ):
     """tls: true alone trusts only the system CAs and checks the name; the test CA is not one.
 
     Each refused connection aims at db 2, each accepted one migrates into db 0.
     """
-    named = start_tls_server(redis_factory, tls_files.server, tls_files.ca)
-    elsewhere = start_tls_server(redis_factory, tls_files.elsewhere, tls_files.ca)
+    named = secured_tls_server(redis_factory, certificates.server, certificates.ca)
+    elsewhere = secured_tls_server(redis_factory, certificates.elsewhere, certificates.ca)
     calls = [
         # The certificate is fine but signed by a CA the system does not know.
         module_args(named.tls_port, tls=True, target_db=2),
-        module_args(named.tls_port, tls=True, ca_certs=tls_files.ca),
+        module_args(named.tls_port, tls=True, ca_certs=certificates.ca),
         # The right CA, but the certificate names another host.
-        module_args(elsewhere.tls_port, tls=True, ca_certs=tls_files.ca, target_db=2),
-        module_args(elsewhere.tls_port, tls=True, ca_certs=tls_files.ca, validate_certs=False),
+        module_args(elsewhere.tls_port, tls=True, ca_certs=certificates.ca, target_db=2),
+        module_args(elsewhere.tls_port, tls=True, ca_certs=certificates.ca, validate_certs=False),
     ]
 
     rc, output, results = run_tasks(tmp_path, calls, ignore_errors=True)
@@ -852,8 +827,9 @@ def test_role_refuses_the_same_db_given_on_the_command_line(tmp_path, redis_serv
             assert recap(run.output, host)["failed"] == 1, run.output
             assert report["status"] == "failed", (label, host)
             assert "source_db and target_db are both 0:" in report["failure"], report["failure"]
-            # Refused by the migration's own preflight, before it counted or wrote anything.
-            assert "counts" not in report.get("migrate", {}), (label, host)
-            assert report.get("cleanup", {}).get("counts", {}).get("deleted", 0) == 0
+            # Refused by the step's own preflight, before it counted or wrote anything.
+            step = report[label]
+            assert step["failed"] is True, (label, host, step)
+            assert "counts" not in step, (label, host, step)
     assert redis_server.rdb_changes() == writes_before
     assert {db: snapshot(redis_server.client(db)) for db in (0, 1)} == before

@@ -1,0 +1,92 @@
+"""Everything the tests share: servers, data, Ansible runs, TLS, the module in-process.
+
+Test files import from here only, never from each other; fixtures are in conftest.py.
+"""
+
+from __future__ import annotations
+
+from .ansible import (
+    ANSIBLE_DOC,
+    ANSIBLE_PLAYBOOK,
+    CLEANUP,
+    CONFIRM,
+    MIGRATE,
+    Run,
+    ansible_env,
+    recap,
+    run_ansible,
+    run_module,
+    run_tasks,
+    task_status,
+    tcp_args,
+    write_inventory,
+)
+from .data import (
+    INDEX,
+    PATTERN,
+    SESSION,
+    content,
+    data_of,
+    expiries,
+    expiry,
+    options,
+    run,
+    seed_sessions,
+    seed_with_overlap,
+    snapshot,
+    zset,
+)
+from .engine import ROOT, engine
+from .module import call_module
+from .servers import (
+    DEBUG_CONFIG,
+    REDIS_SERVER,
+    RedisServer,
+    free_port,
+    hello,
+    server_version,
+    wait_for,
+)
+from .tls import make_certificates, start_tls_server
+
+__all__ = [
+    "ANSIBLE_DOC",
+    "ANSIBLE_PLAYBOOK",
+    "CLEANUP",
+    "CONFIRM",
+    "DEBUG_CONFIG",
+    "INDEX",
+    "MIGRATE",
+    "PATTERN",
+    "REDIS_SERVER",
+    "ROOT",
+    "SESSION",
+    "RedisServer",
+    "Run",
+    "ansible_env",
+    "call_module",
+    "content",
+    "data_of",
+    "engine",
+    "expiries",
+    "expiry",
+    "free_port",
+    "hello",
+    "make_certificates",
+    "options",
+    "recap",
+    "run",
+    "run_ansible",
+    "run_module",
+    "run_tasks",
+    "seed_sessions",
+    "seed_with_overlap",
+    "server_version",
+    "snapshot",
+    "start_tls_server",
+    "task_status",
+    "tcp_args",
+    "wait_for",
+    "write_inventory",
+    "zset",
+]

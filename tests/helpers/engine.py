@@ -1,0 +1,13 @@
+"""The engine under test, imported from the repository's module_utils, as the module does."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT / "module_utils"))
+
+import redis_db_migration as engine  # noqa: E402
+
+__all__ = ["ROOT", "engine"]
