@@ -344,41 +344,24 @@ def test_user_without_copy_falls_back_to_dump_restore(redis_factory):
     assert snapshot(server.client(1)) == source_before
 
 
-def test_user_without_copy_and_strategy_copy_names_copy(redis_factory):
-    server = acl_server(redis_factory, "-copy")
+# Each user lacks something a run needs: the ACL rules, the run's options, and what the
+# refusal must name. Nothing is written.
+REFUSED_USERS = {
+    "copy, strategy copy": ("-copy", dict(strategy="copy"), ("COPY", "strategy", "port")),
+    "copy and restore": ("-copy -restore", {}, ("RESTORE", "ACL SETUSER migrator", "port")),
+    "scripting": ("-@scripting", {}, ("Lua script", "EVALSHA", "migrator", "ACL")),
+}
+
+
+@pytest.mark.parametrize("case", REFUSED_USERS)
+def test_a_user_without_what_the_run_needs_is_refused_by_name(redis_factory, case):
+    rules, overrides, facts = REFUSED_USERS[case]
+    server = acl_server(redis_factory, rules)
     before = state(server)
-    expect_error(
-        lambda: run(server, settings=server.acl_settings, strategy="copy"),
-        "COPY",
-        "strategy",
-        f"127.0.0.1:{server.port}",
-    )
-    assert state(server) == before
+    facts = [f"127.0.0.1:{server.port}" if fact == "port" else fact for fact in facts]
 
+    expect_error(lambda: run(server, settings=server.acl_settings, **overrides), *facts)
 
-def test_user_without_copy_and_restore_names_restore_and_acl(redis_factory):
-    server = acl_server(redis_factory, "-copy -restore")
-    before = state(server)
-    expect_error(
-        lambda: run(server, settings=server.acl_settings),
-        "RESTORE",
-        "ACL",
-        "migrator",
-        f"127.0.0.1:{server.port}",
-    )
-    assert state(server) == before
-
-
-def test_user_without_scripting_names_the_lua_script(redis_factory):
-    server = acl_server(redis_factory, "-@scripting")
-    before = state(server)
-    expect_error(
-        lambda: run(server, settings=server.acl_settings),
-        "Lua script",
-        "EVALSHA",
-        "migrator",
-        "ACL",
-    )
     assert state(server) == before
 
 

@@ -41,18 +41,9 @@ def names(keys):
     return {engine.display(key) for key in keys}
 
 
-def seed_big_sessions(client, count, start=1704067200000):
+def seed_big_sessions(client, count):
     """``count`` sessions of about 1 KB each, all of exactly the same size, and their index."""
-    pipe = client.pipeline(transaction=False)
-    keys = []
-    for n in range(count):
-        stamp = start + n * 1000
-        key = SESSION + str(stamp).encode()
-        keys.append(key)
-        pipe.set(key, b"%06d" % n + b"x" * 1000, ex=604800)
-        pipe.zadd(INDEX, {key: stamp})
-    pipe.execute()
-    return keys
+    return seed_sessions(client, count, body=lambda n: b"%06d" % n + b"x" * 1000)
 
 
 def used_memory(server):

@@ -23,15 +23,13 @@ from pathlib import Path
 
 import pytest
 from helpers import (
-    ANSIBLE_PLAYBOOK,
     CLEANUP,
     CONFIRM,
     INDEX,
     MIGRATE,
-    Run,
     free_port,
+    play,
     recap,
-    run_ansible,
     seed_sessions,
     seed_with_overlap,
     snapshot,
@@ -78,25 +76,7 @@ class Fleet:
 
     def play(self, playbook, *args):
         """Run ``playbook`` on this fleet's inventory; reports always go under tmp_path."""
-        before = set(self.report_dir.iterdir()) if self.report_dir.exists() else set()
-        proc = run_ansible(
-            self.tmp_path,
-            [
-                ANSIBLE_PLAYBOOK,
-                "-i",
-                str(self.inventory),
-                str(playbook),
-                "-e",
-                f"storyart_session_migration_report_dir={self.report_dir}",
-                *args,
-            ],
-        )
-        after = set(self.report_dir.iterdir()) if self.report_dir.exists() else set()
-        new = sorted(after - before)
-        assert len(new) <= 1, new
-        output = proc.stdout + proc.stderr
-        assert "Traceback" not in output, output
-        return Run(proc.returncode, proc.stdout, output, new[0] if new else None)
+        return play(self.tmp_path, self.inventory, playbook, *args, report_dir=self.report_dir)
 
     def dbs(self):
         """Every key (type, DUMP, absolute expiry) of db 0 and db 1 of every server."""

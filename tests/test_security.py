@@ -31,7 +31,6 @@ import redis
 import yaml
 from helpers import (
     ANSIBLE_DOC,
-    ANSIBLE_PLAYBOOK,
     CLEANUP,
     CONFIRM,
     INDEX,
@@ -39,7 +38,6 @@ from helpers import (
     PATTERN,
     ROOT,
     RedisServer,
-    Run,
     ansible_env,
     engine,
     free_port,
@@ -50,6 +48,9 @@ from helpers import (
     start_tls_server,
     tcp_args,
     write_inventory,
+)
+from helpers import (
+    play as run_playbook,
 )
 
 # Distinctive, and only letters, digits and dashes: a leak shows verbatim even inside JSON or a
@@ -76,33 +77,9 @@ def play(tmp_path, inventory, playbook, *args, report_dir=None):
     checked afterwards is the code's doing, not the test machine's umask.
     """
     report_dir = report_dir or tmp_path / "reports"
-    before = set(report_dir.iterdir()) if report_dir.exists() else set()
-    env = ansible_env(tmp_path)
-    env["ANSIBLE_LOG_PATH"] = str(tmp_path / "ansible.log")
-    proc = subprocess.run(
-        [
-            ANSIBLE_PLAYBOOK,
-            "-i",
-            str(inventory),
-            str(playbook),
-            "-e",
-            f"storyart_session_migration_report_dir={report_dir}",
-            *args,
-        ],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        umask=0,
+    return run_playbook(
+        tmp_path, inventory, playbook, *args, report_dir=report_dir, log=True, umask=0
     )
-    after = set(report_dir.iterdir()) if report_dir.exists() else set()
-    new = sorted(after - before)
-    assert len(new) <= 1, new
-    output = proc.stdout + proc.stderr
-    assert "Traceback" not in output, output
-    return Run(proc.returncode, proc.stdout, output, new[0] if new else None)
 
 
 def leaks(output="", folders=(), secrets=SECRETS):

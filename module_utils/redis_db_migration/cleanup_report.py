@@ -23,6 +23,7 @@ class CleanupReport(Report):
     """Source keys deleted because the target holds an identical copy, and what was kept."""
 
     SAMPLE_KINDS = ("deleted", "kept_different", "kept_missing")
+    COUNTS = ("found", "deleted", "kept_different", "kept_missing", "expired", "failed")
 
     deleted: int = 0
     kept_different: int = 0
@@ -67,14 +68,6 @@ class CleanupReport(Report):
         return self._as_dict(
             self.samples,
             mode="cleanup",
-            counts=dict(
-                found=self.found,
-                deleted=self.deleted,
-                kept_different=self.kept_different,
-                kept_missing=self.kept_missing,
-                expired=self.expired,
-                failed=self.failed,
-            ),
             indexes=[index.as_dict() for index in self.indexes],
         )
 

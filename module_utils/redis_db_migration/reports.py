@@ -38,6 +38,8 @@ class Report:
     """What a run found and did. Counts are exact; samples and error lists are capped."""
 
     SAMPLE_KINDS = ()
+    # The counts of the result's "counts", in order.
+    COUNTS = ()
 
     endpoint: str
     source_db: int
@@ -133,6 +135,7 @@ class Report:
             target_db=self.target_db,
             dry_run=self.dry_run,
             server_version=self.server_version,
+            counts={name: getattr(self, name) for name in self.COUNTS},
             **specific,
             samples=samples,
             errors=self.errors,
@@ -152,6 +155,7 @@ class MigrationReport(Report):
     """
 
     SAMPLE_KINDS = ("migrated", "skipped", "expired")
+    COUNTS = ("found", "migrated", "skipped", "expired", "failed")
 
     verify_only: bool = False
     strategy: str = "unknown"
@@ -272,13 +276,6 @@ class MigrationReport(Report):
             samples,
             mode="verify" if self.verify_only else "migrate",
             strategy=self.strategy,
-            counts=dict(
-                found=self.found,
-                migrated=self.migrated,
-                skipped=self.skipped,
-                expired=self.expired,
-                failed=self.failed,
-            ),
             index_counts={
                 name: self.index_total(name)
                 for name in ("found", "added", "present", "orphans", "failed")

@@ -41,17 +41,47 @@ def ansible_env(tmp_path):
     return env
 
 
-def run_ansible(tmp_path, command):
-    """Run an Ansible command from the repo root, the way an operator does."""
+def run_ansible(tmp_path, command, *, log=False, **popen):
+    """Run an Ansible command from the repo root, the way an operator does; with ``log``,
+    Ansible logs to tmp_path/ansible.log too. ``popen`` goes to subprocess.run (e.g. umask)."""
+    env = ansible_env(tmp_path)
+    if log:
+        env["ANSIBLE_LOG_PATH"] = str(tmp_path / "ansible.log")
     return subprocess.run(
         command,
         cwd=ROOT,
-        env=ansible_env(tmp_path),
+        env=env,
         capture_output=True,
         text=True,
         timeout=300,
         check=False,
+        **popen,
     )
+
+
+def play(tmp_path, inventory, playbook, *args, report_dir, **options):
+    """Run a project playbook on ``inventory`` with its reports in ``report_dir``, as an
+    operator does (``options`` as for run_ansible); the Run, with the report folder it made."""
+    before = set(report_dir.iterdir()) if report_dir.exists() else set()
+    proc = run_ansible(
+        tmp_path,
+        [
+            ANSIBLE_PLAYBOOK,
+            "-i",
+            str(inventory),
+            str(playbook),
+            "-e",
+            f"storyart_session_migration_report_dir={report_dir}",
+            *args,
+        ],
+        **options,
+    )
+    after = set(report_dir.iterdir()) if report_dir.exists() else set()
+    new = sorted(after - before)
+    assert len(new) <= 1, new
+    output = proc.stdout + proc.stderr
+    assert "Traceback" not in output, output
+    return Run(proc.returncode, proc.stdout, output, new[0] if new else None)
 
 
 def run_tasks(

@@ -95,15 +95,28 @@ def zset(client: redis.Redis, key=INDEX):
     return dict(client.zrange(key, 0, -1, withscores=True))
 
 
-def seed_sessions(client: redis.Redis, count, start=1704067200000, ttl=604800, prefix=SESSION):
-    """``count`` StoryArt sessions with a TTL and their index entries, like the app writes."""
+def session_body(n):
+    return b'{"story":"draft %d","panels":[1,2,3]}' % n
+
+
+def seed_sessions(
+    client: redis.Redis,
+    count,
+    start=1704067200000,
+    ttl=604800,
+    prefix=SESSION,
+    *,
+    body=session_body,
+):
+    """``count`` StoryArt sessions with a TTL and their index entries, like the app writes;
+    session n holds ``body(n)``."""
     pipe = client.pipeline(transaction=False)
     names = []
     for n in range(count):
         stamp = start + n * 1000
         key = prefix + str(stamp).encode()
         names.append(key)
-        pipe.set(key, b'{"story":"draft %d","panels":[1,2,3]}' % n, ex=ttl)
+        pipe.set(key, body(n), ex=ttl)
         pipe.zadd(INDEX, {key: stamp})
     pipe.execute()
     return names
