@@ -15,12 +15,13 @@ options:
     type: str
     default: localhost
   login_port:
-    description: TCP port of the Redis server.
+    description: TCP port of the Redis server, from 1 to 65535.
     type: int
     default: 6379
   login_unix_socket:
     description:
       - Path of the Redis unix socket. When set, O(login_host) and O(login_port) are ignored.
+      - "Not with O(tls=true): a unix socket is local and unencrypted."
     type: path
   login_user:
     description: ACL user name (Redis 6 and newer). Leave unset for the default user.
@@ -47,7 +48,7 @@ options:
     description: PEM client certificate, for servers that ask for one.
     type: path
   client_key_file:
-    description: PEM private key of O(client_cert_file).
+    description: PEM private key of O(client_cert_file), which it requires.
     type: path
   connect_timeout:
     description: Seconds to wait for the connection to be established.

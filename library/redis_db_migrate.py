@@ -86,7 +86,7 @@ options:
     type: int
     default: 0
   source_db:
-    description: Database number to copy from. It is only read.
+    description: Database number to copy from, 0 or more. It is only read.
     type: int
     required: true
   target_db:
@@ -109,7 +109,8 @@ options:
     default: []
   batch_size:
     description:
-      - Keys (and index members) handled per server round trip and per SCAN COUNT.
+      - Keys (and index members) handled per server round trip and per SCAN COUNT, from 1 to
+        10000.
       - Each batch runs as one Lua script that blocks other clients while it runs, so lower it
         for very large values.
     type: int
@@ -117,7 +118,7 @@ options:
   max_keys_per_second:
     description:
       - Pace the run to at most this many keys and index entries per second, for a busy
-        production server. V(0) means no limit.
+        production server. V(0) means no limit; not negative.
       - The pace is kept per batch, so a lower O(batch_size) makes it smoother.
     type: int
     default: 0

@@ -39,6 +39,7 @@ from helpers import (
     ROOT,
     RedisServer,
     ansible_env,
+    call_module,
     engine,
     free_port,
     recap,
@@ -732,34 +733,19 @@ SAME_DB_SPELLINGS = [
 ]
 
 
-@ansible
-def test_module_refuses_the_same_db_under_any_spelling(tmp_path, redis_server):
+@pytest.mark.parametrize("spelling", SAME_DB_SPELLINGS, ids=repr)
+def test_module_refuses_the_same_db_under_any_spelling(redis_server, spelling):
+    source, target, mode, shown = spelling
     seed_sessions(redis_server.client(1), SESSIONS)
     seed_sessions(redis_server.client(0), 3, start=1600000000000)
     before = {db: snapshot(redis_server.client(db)) for db in (0, 1)}
     writes_before = redis_server.rdb_changes()
-    calls = [
-        {
-            "login_port": redis_server.port,
-            "login_host": "127.0.0.1",
-            "mode": mode,
-            "source_db": source,
-            "target_db": target,
-            "patterns": [PATTERN],
-            "indexes": [INDEX_NAME],
-        }
-        for source, target, mode, _ in SAME_DB_SPELLINGS
-    ]
 
-    rc, output, results = run_tasks(tmp_path, calls, ignore_errors=True)
+    result = call_module(tcp_args(redis_server, mode=mode, source_db=source, target_db=target))
 
-    assert rc == 0, output
-    for case, result in zip(SAME_DB_SPELLINGS, results):
-        assert result is not None, case
-        assert result.get("failed") is True, (case, result)
-        assert "cannot be migrated onto itself" in result["msg"], (case, result["msg"])
-        assert f"source_db and target_db are both {case[3]}:" in result["msg"], case
-    assert recap(output)["ignored"] == len(SAME_DB_SPELLINGS), output
+    assert result["failed"] is True, result
+    assert "cannot be migrated onto itself" in result["msg"], result["msg"]
+    assert f"source_db and target_db are both {shown}:" in result["msg"]
     assert redis_server.rdb_changes() == writes_before
     assert {db: snapshot(redis_server.client(db)) for db in (0, 1)} == before
 
