@@ -16,6 +16,7 @@ import sys
 
 import pytest
 from helpers import (
+    ANSIBLE,
     ANSIBLE_DOC,
     INDEX,
     PATTERN,
@@ -300,6 +301,35 @@ def test_ansible_shows_the_plan_as_changed_the_run_as_changed_and_the_rerun_as_o
     assert '"login_password": "VALUE_SPECIFIED_IN_NO_LOG_PARAMETER"' in real
     assert done["msg"] in real
     assert PASSWORD not in plan + real
+
+
+@pytest.mark.ansible
+def test_ansiballz_ships_every_file_of_the_engine_package(tmp_path, redis_server):
+    """The module imports the package; AnsiballZ must follow its relative imports to every
+    file, or the module fails on the host with an ImportError."""
+    proc = run_ansible(
+        tmp_path,
+        [
+            ANSIBLE,
+            "localhost",
+            "-m",
+            "redis_db_migrate",
+            "-a",
+            f"mode=preflight login_port={redis_server.port} source_db=1 target_db=0 patterns=x",
+            "-vvvvv",
+        ],
+    )
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 0, output
+    shipped = set(
+        re.findall(
+            r"Including module_utils file ansible/module_utils/(redis_db_migration/\S+)", output
+        )
+    )
+    package = ROOT / "module_utils" / "redis_db_migration"
+    files = {f"redis_db_migration/{path.name}" for path in package.glob("*.py")}
+    assert len(files) > 10
+    assert shipped == files
 
 
 @pytest.mark.ansible

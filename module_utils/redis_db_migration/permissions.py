@@ -112,7 +112,7 @@ def needed_commands(session, mode):
     return needed, measured - needed
 
 
-def checks_not_run(session, mode):
+def check_commands(session, mode):
     """Refuse a run that would send a command the user may not run. Returns the checks that
     cannot run for want of a command they alone need, each with why."""
     needed, optional = needed_commands(session, mode)

@@ -29,12 +29,13 @@ class ServerFacts:
         return ".".join(str(part) for part in self.version) or "unknown"
 
 
-def read_facts(settings):
+def read_facts(session):
     """The server's version, role and memory (from INFO, or HELLO where INFO is denied or
     renamed) and its number of databases (when CONFIG GET may be run)."""
+    settings = session.settings
     admin = settings.client(db=0)
     try:
-        _call(admin.ping, settings, "connecting")
+        session.call(admin.ping, "connecting")
         try:
             info, readable = admin.info(), True
         except redis_errors.ResponseError as exc:
@@ -63,13 +64,6 @@ def read_facts(settings):
         total_system_memory=info.get("total_system_memory"),
         evicted_keys=info.get("evicted_keys"),
     )
-
-
-def _call(func, settings, action):
-    try:
-        return func()
-    except redis_errors.RedisError as exc:
-        raise MigrationError(describe_error(exc, settings, action)) from None
 
 
 def _hello(settings):

@@ -16,7 +16,7 @@ from .lua_copy import COPY_SCRIPT, INDEX_SCRIPT
 from .lua_preflight import ESTIMATE_SCRIPT, PROBE_SCRIPT
 from .memory import MemoryGuard
 from .pacing import Pacer
-from .permissions import COPYING_MODES, checks_not_run, pick_strategy, unavailable_commands
+from .permissions import COPYING_MODES, check_commands, pick_strategy, unavailable_commands
 from .redis_py import redis_errors, redis_py_problem
 from .server import check_index_types, check_server, open_db, read_facts
 
@@ -60,7 +60,7 @@ class Session:
     def connect(self, mode):
         """Reach the server and check it can take a run of ``mode`` (preflight, migrate,
         verify or cleanup): every command the run will send is probed first."""
-        self.facts = read_facts(self.settings)
+        self.facts = read_facts(self)
         check_server(self.facts, self.settings, self.options)
         self.source = open_db(self.settings, self.options.source_db)
         self.target = open_db(self.settings, self.options.target_db)
@@ -73,7 +73,7 @@ class Session:
         if not self.facts.info:
             self.unavailable.add("INFO")
         self.strategy = pick_strategy(self) if mode in COPYING_MODES else "none"
-        self.checks_not_run = checks_not_run(self, mode)
+        self.checks_not_run = check_commands(self, mode)
         return self
 
     def _load_scripts(self, *sources):

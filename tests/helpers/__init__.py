@@ -6,6 +6,7 @@ Test files import from here only, never from each other; fixtures are in conftes
 from __future__ import annotations
 
 from .ansible import (
+    ANSIBLE,
     ANSIBLE_DOC,
     ANSIBLE_PLAYBOOK,
     CLEANUP,
@@ -51,6 +52,7 @@ from .servers import (
 from .tls import make_certificates, start_tls_server
 
 __all__ = [
+    "ANSIBLE",
     "ANSIBLE_DOC",
     "ANSIBLE_PLAYBOOK",
     "CLEANUP",

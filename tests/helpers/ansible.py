@@ -18,6 +18,7 @@ from .data import INDEX, PATTERN
 from .engine import ROOT
 
 BIN = Path(sys.executable).parent
+ANSIBLE = str(BIN / "ansible")
 ANSIBLE_PLAYBOOK = str(BIN / "ansible-playbook")
 ANSIBLE_DOC = str(BIN / "ansible-doc")
 MIGRATE = ROOT / "playbooks" / "migrate_sessions.yml"
