@@ -1,0 +1,76 @@
+"""Each option is defined once, in the engine: its documentation, the module's argument spec,
+and the role's variables that feed it must all agree with that definition."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import yaml
+from helpers import ANSIBLE_DOC, ROOT, call_module, run_ansible
+from helpers.module import redis_db_migrate
+
+ROLE = ROOT / "roles" / "storyart_session_migration"
+PREFIX = "storyart_session_migration_"
+SPEC = redis_db_migrate.module_rules()["argument_spec"]
+
+
+def role_yaml(path):
+    return yaml.safe_load((ROLE / path).read_text())
+
+
+@pytest.mark.ansible
+def test_the_documented_options_are_the_argument_spec(tmp_path):
+    proc = run_ansible(tmp_path, [ANSIBLE_DOC, "-j", "redis_db_migrate"])
+    assert proc.returncode == 0, proc.stderr
+    documented = json.loads(proc.stdout)["redis_db_migrate"]["doc"]["options"]
+
+    assert set(documented) == set(SPEC)
+    for name, spec in SPEC.items():
+        doc = documented[name]
+        assert doc["type"] == spec["type"], name
+        assert doc.get("default") == spec.get("default"), name
+        assert doc.get("required", False) == spec.get("required", False), name
+        assert doc.get("choices") == spec.get("choices"), name
+        assert doc.get("elements") == spec.get("elements"), name
+
+
+def test_the_argument_spec_keeps_the_password_out_of_every_log():
+    assert SPEC["login_password"]["no_log"] is True
+    assert [name for name, spec in SPEC.items() if spec.get("no_log")] == ["login_password"]
+
+
+def test_every_module_option_is_a_role_variable_passed_to_the_module():
+    defaults = role_yaml("defaults/main.yml")
+    passed = role_yaml("tasks/redis.yml")[0]["redis_db_migrate"]
+    for option in set(SPEC) - {"mode"}:
+        variable = PREFIX + option
+        assert variable in defaults, variable
+        assert re.search(rf"\b{variable}\b", str(passed[option])), option
+
+
+def test_every_role_variable_has_one_default_and_a_row_in_the_role_readme():
+    """The argument specs (the cleanup entry point holds every option) agree with the
+    defaults, and the README lists each variable."""
+    defaults = role_yaml("defaults/main.yml")
+    specs = role_yaml("meta/argument_specs.yml")["argument_specs"]
+    options = specs["cleanup"]["options"]
+    readme = (ROLE / "README.md").read_text()
+    listed = set(re.findall(r"^\| `(storyart_session_migration_\w+)` \|", readme, re.M))
+
+    assert set(options) == set(specs["main"]["options"]) | {PREFIX + "cleanup_confirm"}
+    assert listed == set(options) == set(defaults)
+    for variable, spec in options.items():
+        if "default" in spec:  # login_host's default is a template, in defaults/ only
+            assert spec["default"] == defaults[variable], variable
+
+
+def test_a_value_outside_its_range_is_refused_before_connecting():
+    """Ranges the argument spec cannot say are checked by the engine's own options."""
+    result = call_module(
+        dict(login_port=0, source_db=1, target_db=0, patterns=["p:*"], batch_size=5)
+    )
+
+    assert result["failed"] is True
+    assert result["msg"] == "login_port must be a TCP port from 1 to 65535, not 0."
