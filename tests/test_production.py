@@ -161,6 +161,14 @@ class AppFillsMemory(engine.Hooks):
             fill(self.server, self.full)
 
 
+def stopped_run(server, full):
+    """Migrate in batches of 5 while the application fills memory after the first until
+    ``full(server)``: the run must stop. Its message and report."""
+    with pytest.raises(engine.MigrationError) as stopped:
+        engine.migrate(server.settings(), options(batch_size=5), AppFillsMemory(server, full))
+    return str(stopped.value), stopped.value.report
+
+
 @pytest.mark.parametrize("policy", POLICIES)
 def test_the_guard_stops_before_a_write_that_would_not_fit_and_nothing_is_evicted(
     redis_factory, policy
@@ -168,16 +176,12 @@ def test_the_guard_stops_before_a_write_that_would_not_fit_and_nothing_is_evicte
     """The preflight finds room, then the application takes it: the next write that would
     leave less than the headroom free is never made."""
     server = crowded_server(redis_factory, policy, free=12 * MIB)
-    fills = AppFillsMemory(server, near_the_ceiling)
 
-    with pytest.raises(engine.MigrationError) as stopped:
-        engine.migrate(server.settings(), options(batch_size=5), fills)
+    message, report = stopped_run(server, near_the_ceiling)
 
-    message = str(stopped.value)
     assert "Stopped by the memory guard before the next write" in message
     assert "Nothing was evicted" in message
     assert "rerun" in message
-    report = stopped.value.report
     assert 5 <= report.migrated < 10  # the first batch, and what still fitted of the second
     assert info(server, "stats")["evicted_keys"] == 0
     # What the engine wrote after the application's fill kept the server under the ceiling.
@@ -197,15 +201,12 @@ def test_the_run_stops_as_soon_as_the_server_evicts_anything(redis_factory):
     """The application pushes the server past maxmemory mid-run, and Redis evicts: the
     migration stops at its next call rather than add to the pressure."""
     server = crowded_server(redis_factory, "allkeys-lru", free=12 * MIB)
-    fills = AppFillsMemory(server, evicting)
 
-    with pytest.raises(engine.MigrationError) as stopped:
-        engine.migrate(server.settings(), options(batch_size=5), fills)
+    message, report = stopped_run(server, evicting)
 
-    message = str(stopped.value)
     assert "has evicted keys since the run started (evicted_keys 0 -> " in message
     assert "maxmemory-policy allkeys-lru" in message
-    assert stopped.value.report.migrated == 5
+    assert report.migrated == 5
     assert info(server, "stats")["evicted_keys"] > 0
 
 

@@ -22,7 +22,6 @@ import ast
 import json
 import re
 import stat
-import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -38,11 +37,11 @@ from helpers import (
     PATTERN,
     ROOT,
     RedisServer,
-    ansible_env,
     call_module,
     engine,
     free_port,
     recap,
+    run_ansible,
     run_tasks,
     seed_sessions,
     snapshot,
@@ -433,16 +432,8 @@ def test_login_host_pasted_as_a_url_with_the_password_is_never_shown(tmp_path, r
 
 @ansible
 def test_validate_certs_defaults_to_true_in_the_module_and_the_role(tmp_path):
-    env = ansible_env(tmp_path)
-    proc = subprocess.run(
-        [ANSIBLE_DOC, "-j", "redis_db_migrate"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
+    proc = run_ansible(tmp_path, [ANSIBLE_DOC, "-j", "redis_db_migrate"])
+    assert proc.returncode == 0, proc.stderr
     options = json.loads(proc.stdout)["redis_db_migrate"]["doc"]["options"]
     assert options["validate_certs"]["type"] == "bool"
     assert options["validate_certs"]["default"] is True

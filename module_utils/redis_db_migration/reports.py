@@ -15,6 +15,17 @@ SAMPLE_SIZE = 10
 ERROR_LIST_SIZE = 20
 
 
+def result_header(endpoint, source_db, target_db, server_version, **rest):
+    """What every result of the module starts with: where the run went, on what server."""
+    return dict(
+        endpoint=endpoint,
+        source_db=source_db,
+        target_db=target_db,
+        server_version=server_version,
+        **rest,
+    )
+
+
 class Named:
     """A dataclass about one key, ``name``: as a dict, with the name shown as text."""
 
@@ -129,12 +140,12 @@ class Report:
 
         Counts are nested: Ansible reads top-level ``skipped`` and ``failed`` as task status.
         """
-        return dict(
-            endpoint=self.endpoint,
-            source_db=self.source_db,
-            target_db=self.target_db,
+        return result_header(
+            self.endpoint,
+            self.source_db,
+            self.target_db,
+            self.server_version,
             dry_run=self.dry_run,
-            server_version=self.server_version,
             counts={name: getattr(self, name) for name in self.COUNTS},
             **specific,
             samples=samples,

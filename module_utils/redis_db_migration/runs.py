@@ -6,7 +6,7 @@ from __future__ import annotations
 from .cleaner import cleanup_session
 from .copier import Copier, copy_mode
 from .errors import MigrationError
-from .reports import MigrationReport
+from .reports import MigrationReport, result_header
 from .session import Session
 from .verifier import full_check, verify_session
 from .wording import memory_line, not_checked
@@ -58,11 +58,11 @@ def _migrate_session(session):
 def _preflight_session(session):
     memory = session.guard.check(always_estimate=True)
     facts, settings, options = session.facts, session.settings, session.options
-    return dict(
-        endpoint=settings.endpoint,
-        source_db=options.source_db,
-        target_db=options.target_db,
-        server_version=facts.version_text,
+    return result_header(
+        settings.endpoint,
+        options.source_db,
+        options.target_db,
+        facts.version_text,
         role=facts.role,
         databases=facts.databases,
         strategy=session.strategy,
