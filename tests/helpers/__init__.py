@@ -1,28 +1,14 @@
 """Everything the tests share: servers, data, Ansible runs, TLS, the module in-process.
 
-Test files import from here only, never from each other; fixtures are in conftest.py.
+Test files import from here only, never from each other; fixtures are in conftest.py. The
+Ansible helpers load on first use: the engine's tests also run in a virtualenv with only
+redis-py 4.3 and pytest, which has no Ansible.
 """
 
 from __future__ import annotations
 
-from .ansible import (
-    ANSIBLE,
-    ANSIBLE_DOC,
-    ANSIBLE_PLAYBOOK,
-    CLEANUP,
-    CONFIRM,
-    MIGRATE,
-    Run,
-    ansible_env,
-    play,
-    recap,
-    run_ansible,
-    run_module,
-    run_tasks,
-    task_status,
-    tcp_args,
-    write_inventory,
-)
+import importlib
+
 from .data import (
     INDEX,
     PATTERN,
@@ -39,7 +25,6 @@ from .data import (
     zset,
 )
 from .engine import ROOT, engine
-from .module import call_module
 from .servers import (
     DEBUG_CONFIG,
     REDIS_SERVER,
@@ -94,3 +79,31 @@ __all__ = [
     "write_inventory",
     "zset",
 ]
+
+
+# Names of the Ansible helpers, and the module of this package each comes from.
+_LAZY = {name: "ansible" for name in (
+    "ANSIBLE",
+    "ANSIBLE_DOC",
+    "ANSIBLE_PLAYBOOK",
+    "CLEANUP",
+    "CONFIRM",
+    "MIGRATE",
+    "Run",
+    "ansible_env",
+    "play",
+    "recap",
+    "run_ansible",
+    "run_module",
+    "run_tasks",
+    "task_status",
+    "tcp_args",
+    "write_inventory",
+)}  # fmt: skip
+_LAZY["call_module"] = "module"
+
+
+def __getattr__(name):
+    if name not in _LAZY:
+        raise AttributeError(name)
+    return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
