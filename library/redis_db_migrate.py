@@ -195,6 +195,13 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+outcome:
+  description:
+    - V(ok) or V(failed), on every result. A task that records failures instead of failing
+      (C(failed_when: false)) reads it; a result without it means the module never ran.
+  returned: always
+  type: str
+  sample: ok
 msg:
   description: One-line summary, the same facts as the old script's Migration Summary.
   returned: always
@@ -370,6 +377,7 @@ def main():
     module = AnsibleModule(**module_rules())
     if not HAS_REDIS:
         module.fail_json(
+            outcome="failed",
             msg=missing_required_lib("redis")
             + " On Debian and Ubuntu: apt-get install python3-redis. Or run the module where"
             " redis-py is installed, e.g. with delegate_to: localhost."
@@ -379,23 +387,24 @@ def main():
     mode = module.params["mode"]
     try:
         if mode == "preflight":
-            module.exit_json(changed=False, **preflight(settings, options))
+            module.exit_json(changed=False, outcome="ok", **preflight(settings, options))
         report = OPERATIONS[mode](settings, options)
     except MigrationError as exc:
         result = report_result(exc.report, module._diff) if exc.report else {}
         result.pop("msg", None)
-        module.fail_json(msg=settings.scrub(exc), **result)
+        module.fail_json(msg=settings.scrub(exc), outcome="failed", **result)
     except Exception as exc:  # noqa: BLE001 - the operator gets a sentence, never a traceback
         module.fail_json(
+            outcome="failed",
             msg=settings.scrub(
                 f"Unexpected {type(exc).__name__} in mode {mode} on {settings.endpoint}: "
                 f"{exc}. Rerunning is safe: every mode skips what is already done."
-            )
+            ),
         )
     result = report_result(report, module._diff)
     if report.ok:
-        module.exit_json(**result)
-    module.fail_json(**result)
+        module.exit_json(outcome="ok", **result)
+    module.fail_json(outcome="failed", **result)
 
 
 if __name__ == "__main__":

@@ -16,6 +16,7 @@ The standard fleet, in play order:
 
 from __future__ import annotations
 
+import json
 import re
 import stat
 from dataclasses import dataclass, field
@@ -89,9 +90,10 @@ class Fleet:
         return {name: server.rdb_changes() for name, server in self.servers.items()}
 
     def endpoint(self, host):
+        """Every host of the test fleet runs with a local connection, so its loopback Redis
+        is the controller's."""
         port = self.servers[SERVER_OF[host]].port
-        machine = "controller" if SERVER_OF[host] == "B" else host
-        return f"{machine} 127.0.0.1:{port} db 1 -> db 0"
+        return f"controller 127.0.0.1:{port} db 1 -> db 0"
 
 
 def standard_fleet(redis_factory, tmp_path):
@@ -128,18 +130,20 @@ def migrate_all(fleet):
         assert migrate_with_engine(server).verified is True
 
 
+SUMMARY_TASK = "TASK [storyart_session_migration : Show the summary of the run so far]"
+
+
 def printed_tables(stdout):
-    """Every summary table the run printed, as lists of lines: title, header, rows."""
-    lines = stdout.splitlines()
+    """Every summary table the run printed (one a batch), as lists of lines: title, header,
+    rows. The role prints it with a debug task, as a list of lines."""
     tables = []
-    for number, line in enumerate(lines):
-        if TABLE_TITLE.match(line):
-            table = [line]
-            for following in lines[number + 1 :]:
-                if not following.strip() or following.startswith("Reports:"):
-                    break
-                table.append(following)
-            tables.append(table)
+    for section in stdout.split(SUMMARY_TASK)[1:]:
+        shown = re.search(r"^ok: \[\w+\] => (\{.*?^\})$", section, re.M | re.S)
+        assert shown, section
+        lines = json.loads(shown.group(1))["msg"]
+        assert lines[-1].startswith("Reports: "), lines
+        assert TABLE_TITLE.match(lines[0]), lines
+        tables.append(lines[:-1])
     return tables
 
 
@@ -178,10 +182,10 @@ def assert_report_files(run, hosts):
 
 
 def section(stdout, title):
-    """The lines the callback printed under ``title`` (a TASK or RUNNING HANDLER header)."""
+    """The lines printed under the last ``title`` (a TASK or RUNNING HANDLER header)."""
     if title not in stdout:
         return ""
-    text = stdout.split(title, 1)[1]
+    text = stdout.rsplit(title, 1)[1]
     return re.split(
         r"^(?:TASK \[|RUNNING HANDLER \[|PLAY \[|PLAY RECAP)", text, maxsplit=1, flags=re.M
     )[0]
@@ -217,7 +221,7 @@ def test_check_mode_shows_the_plan_and_writes_nothing(tmp_path, redis_factory):
     assert table[0] == (
         "StoryArt session migration: DRY RUN (check mode): the plan, nothing was written"
     )
-    assert len(MIGRATE_HEADER.findall(run.stdout)) == 1, run.stdout
+    assert MIGRATE_HEADER.match(table[1]), table
     rows = table_rows(table)
     for host, ((found, migrated, skipped), added) in PLAN.items():
         row = rows[host]
@@ -312,7 +316,7 @@ def test_migration_moves_every_session_once_per_endpoint_then_reruns_as_noop(
     # One table, printed once, whose counts match what the servers now hold.
     table = the_table(run)
     assert table[0] == "StoryArt session migration: done"
-    assert len(MIGRATE_HEADER.findall(run.stdout)) == 1, run.stdout
+    assert MIGRATE_HEADER.match(table[1]), table
     assert run.stdout.count("StoryArt session migration: done") == 1
     rows = table_rows(table)
     for host, ((found, migrated, skipped), added) in PLAN.items():
@@ -433,12 +437,14 @@ def test_failed_host_stops_the_rollout(tmp_path, redis_factory):
     assert reports["app2"]["status"] == "failed"
     assert f"127.0.0.1:{dead_port}" in reports["app2"]["failure"]
     assert "Cannot connect" in reports["app2"]["failure"]
-    # The run still ends with the one table, so the operator sees where the rollout
-    # stopped: app1 done, app2 failed with its reason, app3 and app4 never ran.
+    # A table after each batch; the last, so the operator sees where the rollout stopped:
+    # app1 done, app2 failed with its reason, app3 and app4 never ran.
     tables = printed_tables(run.stdout)
-    assert len(tables) == 1, f"no summary table after the stopped rollout:\n{run.output}"
-    assert tables[0][0] == "StoryArt session migration: FAILED on 1 of 4 hosts, see the notes"
-    rows = table_rows(tables[0])
+    assert len(tables) == 2, f"no summary table after the stopped rollout:\n{run.output}"
+    assert tables[0][0] == "StoryArt session migration: done"
+    assert tables[1][0] == "StoryArt session migration: FAILED on 1 of 4 hosts, see the notes"
+    assert (run.folder / "summary.txt").read_text().splitlines() == tables[1]
+    rows = table_rows(tables[1])
     assert rows["app1"]["migrated"] == "5"
     assert "FAILED" in rows["app2"]["note"], rows["app2"]
     assert f"127.0.0.1:{dead_port}" in rows["app2"]["note"], rows["app2"]
@@ -475,7 +481,7 @@ def test_cleanup_refuses_without_confirmation_and_dry_run_lists_deletions(tmp_pa
     assert (
         table[0] == "StoryArt source clean-up: DRY RUN (check mode): the plan, nothing was written"
     )
-    assert len(CLEANUP_HEADER.findall(dry.stdout)) == 1, dry.stdout
+    assert CLEANUP_HEADER.match(table[1]), table
     rows = table_rows(table)
     # Every migrated session has an identical copy, except C's 3 sessions db 0 had already.
     expected = {"app1": ("6", "0"), "app2": ("6", "0"), "app3": ("6", "0"), "app4": ("7", "3")}
@@ -635,11 +641,16 @@ def test_argument_spec_rejects_a_wrong_type_before_anything_runs(tmp_path, redis
         "convert to int"
     ) in run.stdout
     assert PASSWORD not in run.output
-    # Nothing ran after the validation: no module call, no write, no report.
+    # Nothing ran after the validation: no module call, no write; each host is reported.
     assert "redis_db_migrate in mode" not in run.stdout
     assert fleet.writes() == writes_before
     assert fleet.dbs() == dbs_before
-    assert run.folder is None
+    reports = run.reports()
+    assert sorted(reports) == sorted(HOSTS)
+    for report in reports.values():
+        assert report["status"] == "failed"
+        assert "storyart_session_migration_source_db' is of type str" in report["failure"]
+    assert "FAILED on 4 of 4 hosts" in the_table(run)[0]
 
 
 # 7. Verification -------------------------------------------------------------------------------
@@ -682,12 +693,18 @@ def test_verify_tag_passes_on_migrated_fleet_and_fails_on_missing_session(tmp_pa
     assert fleet.writes() == writes_before
     assert fleet.dbs() == dbs_before
     assert recap(run.output, "app4")["failed"] == 1, run.output
+    # The failure prints once, with its reason, where the host stops.
     verify_task = section(
         run.stdout, "TASK [storyart_session_migration : Run redis_db_migrate in mode verify]"
     )
-    assert statuses(verify_task)["app4"] == "fatal", verify_task
-    assert "MISSING from db 0 1" in verify_task
-    assert "NOT VERIFIED: 1 keys" in verify_task
+    assert "fatal" not in verify_task, verify_task
+    stop = section(
+        run.stdout, "TASK [storyart_session_migration : Stop this host when a step failed]"
+    )
+    assert statuses(stop) == {**dict.fromkeys(HOSTS, "skipping"), "app4": "fatal"}, stop
+    assert "MISSING from db 0 1" in stop
+    assert "NOT VERIFIED: 1 keys" in stop
+    assert run.stdout.count("fatal: [") == 1, run.stdout
     report = run.reports()["app4"]
     assert report["status"] == "failed"
     assert "NOT VERIFIED: 1 keys" in report["failure"]
