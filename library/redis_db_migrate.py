@@ -198,7 +198,7 @@ RETURN = r"""
 outcome:
   description:
     - V(ok) or V(failed), on every result. A task that records failures instead of failing
-      (C(failed_when: false)) reads it; a result without it means the module never ran.
+      (with C(failed_when) false) reads it; a result without it means the module never ran.
   returned: always
   type: str
   sample: ok
@@ -380,7 +380,7 @@ def main():
             outcome="failed",
             msg=missing_required_lib("redis")
             + " On Debian and Ubuntu: apt-get install python3-redis. Or run the module where"
-            " redis-py is installed, e.g. with delegate_to: localhost."
+            " redis-py is installed, e.g. with delegate_to: localhost.",
         )
     settings = from_params(ConnectionSettings, module.params)
     options = from_params(MigrationOptions, module.params, dry_run=module.check_mode)
