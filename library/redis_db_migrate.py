@@ -149,7 +149,8 @@ notes:
     touch fails its whole batch; the other keys are reported failed and copied by a rerun with
     the right permissions.
 author:
-  - StoryArt operations
+  # No GitHub handle: the form Ansible's module checks accept for that.
+  - StoryArt operations (!UNKNOWN)
 """
 
 EXAMPLES = r"""

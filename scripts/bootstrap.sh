@@ -27,7 +27,7 @@ fi
 # ensure_venv DIR REQUIREMENTS: (re)build the venv in DIR when the requirements file changed.
 ensure_venv() {
     local dir=$1 requirements=$2 want
-    want=$(cat "$ROOT/requirements"*.txt | sha256sum | cut -d' ' -f1)
+    want=$(cat "$ROOT/requirements"*.txt "$ROOT/collection/requirements.txt" | sha256sum | cut -d' ' -f1)
     if [ -x "$dir/bin/python" ] && [ "$(cat "$dir/.requirements.sha256" 2>/dev/null)" = "$want" ]; then
         return
     fi

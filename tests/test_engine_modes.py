@@ -115,6 +115,22 @@ def test_preflight_reports_the_server_and_an_estimate_and_writes_nothing(
     assert facts["memory"]["fits"] is True
 
 
+def test_preflight_announces_the_keys_and_the_duration_at_the_configured_rate(redis_server):
+    seed_sessions(redis_server.client(1), 300)
+
+    paced = engine.preflight(redis_server.settings(), options(max_keys_per_second=100))
+    unpaced = engine.preflight(redis_server.settings(), options())
+
+    assert paced["memory"]["matching_keys"] == 300
+    assert (
+        "; 300 matching keys to go through: about 3 s at max_keys_per_second 100, plus their "
+        "index entries"
+    ) in paced["msg"]
+    assert (
+        "; 300 matching keys to go through, no rate limit (max_keys_per_second 0)" in unpaced["msg"]
+    )
+
+
 # 2. Memory check -----------------------------------------------------------------------------
 
 

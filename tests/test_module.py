@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 
 import pytest
 from helpers import (
@@ -21,6 +19,7 @@ from helpers import (
     INDEX,
     PATTERN,
     ROOT,
+    bare_python,
     call_module,
     recap,
     run_ansible,
@@ -334,18 +333,7 @@ def test_ansiballz_ships_every_file_of_the_engine_package(tmp_path, redis_server
 
 @pytest.mark.ansible
 def test_missing_redis_library_fails_with_missing_required_lib(tmp_path, redis_server):
-    venv = tmp_path / "no-redis-venv"
-    subprocess.run(
-        [sys.executable, "-m", "venv", "--without-pip", str(venv)],
-        check=True,
-        capture_output=True,
-        timeout=120,
-    )
-    python = venv / "bin" / "python"
-    probe = subprocess.run(
-        [str(python), "-c", "import redis"], capture_output=True, timeout=60, check=False
-    )
-    assert probe.returncode != 0, "the bare venv must not be able to import redis"
+    python = bare_python(tmp_path)
     seed_sessions(redis_server.client(1), 3)
 
     rc, output, result = run_module(

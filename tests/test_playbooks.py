@@ -28,6 +28,8 @@ from helpers import (
     CONFIRM,
     INDEX,
     MIGRATE,
+    ROOT,
+    bare_python,
     free_port,
     play,
     recap,
@@ -131,6 +133,11 @@ def migrate_all(fleet):
 
 
 SUMMARY_TASK = "TASK [storyart_session_migration : Show the summary of the run so far]"
+STOP_TASK = "TASK [storyart_session_migration : Stop this host when a step failed]"
+MODULE_TASK = "TASK [storyart_session_migration : Run redis_db_migrate in mode {mode}]"
+INSTALL_TASK = (
+    "TASK [storyart_session_migration : Install python3-redis with the OS package manager]"
+)
 
 
 def printed_tables(stdout):
@@ -444,6 +451,9 @@ def test_failed_host_stops_the_rollout(tmp_path, redis_factory):
     assert tables[0][0] == "StoryArt session migration: done"
     assert tables[1][0] == "StoryArt session migration: FAILED on 1 of 4 hosts, see the notes"
     assert (run.folder / "summary.txt").read_text().splitlines() == tables[1]
+    # The failure is printed once, by the host's stop, with its reason.
+    assert len(re.findall(r"^fatal: \[app2\]", run.stdout, re.M)) == 1, run.output
+    assert f"127.0.0.1:{dead_port}" in section(run.stdout, STOP_TASK), run.output
     rows = table_rows(tables[1])
     assert rows["app1"]["migrated"] == "5"
     assert "FAILED" in rows["app2"]["note"], rows["app2"]
@@ -653,7 +663,108 @@ def test_argument_spec_rejects_a_wrong_type_before_anything_runs(tmp_path, redis
     assert "FAILED on 4 of 4 hosts" in the_table(run)[0]
 
 
-# 7. Verification -------------------------------------------------------------------------------
+def test_numbers_out_of_range_are_refused_naming_each_variable(tmp_path, redis_factory):
+    fleet = standard_fleet(redis_factory, tmp_path)
+    dbs_before, writes_before = fleet.dbs(), fleet.writes()
+
+    run = fleet.play(
+        MIGRATE,
+        "-e",
+        "storyart_session_migration_login_port=70000",
+        "-e",
+        "storyart_session_migration_batch_size=0",
+    )
+
+    assert run.rc != 0, run.output
+    reason = (
+        "storyart_session_migration_login_port is 70000, it must be a TCP port from 1 to 65535; "
+        "storyart_session_migration_batch_size is 0, it must be from 1 to 10000. "
+        "Fix it in the inventory or on the command line (-e)."
+    )
+    reports = run.reports()
+    assert sorted(reports) == sorted(HOSTS)
+    for host, report in reports.items():
+        assert report["status"] == "failed", host
+        assert reason in report["failure"], report["failure"]
+    assert "redis_db_migrate in mode" not in run.stdout
+    assert fleet.writes() == writes_before
+    assert fleet.dbs() == dbs_before
+
+
+def test_a_redis_port_from_the_environment_that_is_no_number_is_an_error(tmp_path, redis_server):
+    seed_sessions(redis_server.client(1), 3)
+    writes = redis_server.rdb_changes()
+
+    run = play(
+        tmp_path,
+        ROOT / "inventories" / "local",
+        MIGRATE,
+        report_dir=tmp_path / "reports",
+        env={"REDIS_HOST": "127.0.0.1", "REDIS_PORT": "abc"},
+    )
+
+    assert run.rc != 0, run.output
+    (report,) = run.reports().values()
+    assert "argument 'storyart_session_migration_login_port' is of type str" in report["failure"]
+    assert "'abc'" in report["failure"]
+    assert redis_server.rdb_changes() == writes
+    assert redis_server.client(0).dbsize() == 0
+
+
+# 7. Once per endpoint, and where the module runs ----------------------------------------------
+
+
+def test_two_hosts_with_a_local_connection_to_one_redis_migrate_it_once(tmp_path, redis_factory):
+    server = redis_factory()
+    sessions = seed_sessions(server.client(1), 6)
+    port = {"storyart_session_migration_login_port": server.port}
+    inventory = write_inventory(tmp_path, {"app1": port, "app2": port})
+
+    run = Fleet(tmp_path, inventory, {"A": server}).play(MIGRATE)
+
+    assert run.rc == 0, run.output
+    # Both reach 127.0.0.1 on the controller: one endpoint, handled by app1 alone.
+    for mode, ran in (("preflight", "ok"), ("migrate", "changed")):
+        module = section(run.stdout, MODULE_TASK.format(mode=mode))
+        assert statuses(module) == {"app1": ran, "app2": "skipping"}, run.output
+    reports = run.reports()
+    for host in ("app1", "app2"):
+        assert reports[host]["endpoint"] == f"controller 127.0.0.1:{server.port} db 1 -> db 0"
+        assert reports[host]["handled_by"] == "app1"
+        assert reports[host]["migrate"]["counts"]["migrated"] == len(sessions)
+    assert sorted(server.client(0).keys("storyart:session:*")) == sorted(sessions)
+
+
+def test_a_dry_run_installs_nothing_and_names_the_host_without_redis_py(tmp_path, redis_server):
+    seed_sessions(redis_server.client(1), 3)
+    writes = redis_server.rdb_changes()
+    inventory = write_inventory(
+        tmp_path,
+        {
+            "app1": {
+                "storyart_session_migration_login_port": redis_server.port,
+                "storyart_session_migration_install_python_redis": True,
+                "ansible_python_interpreter": str(bare_python(tmp_path)),
+            }
+        },
+    )
+
+    run = play(tmp_path, inventory, MIGRATE, "--check", report_dir=tmp_path / "reports")
+
+    assert run.rc != 0, run.output
+    install = section(run.stdout, INSTALL_TASK)
+    assert statuses(install) == {"app1": "skipping"}, run.output
+    failure = run.reports()["app1"]["failure"]
+    assert "Failed to import the required Python library (redis)" in failure
+    assert (
+        "Install python3-redis on app1 with a real run of the same playbook with --tags "
+        "python_redis -e storyart_session_migration_install_python_redis=true"
+    ) in failure
+    assert failure in section(run.stdout, STOP_TASK)
+    assert redis_server.rdb_changes() == writes
+
+
+# 8. Verification -------------------------------------------------------------------------------
 
 
 def test_verify_tag_passes_on_migrated_fleet_and_fails_on_missing_session(tmp_path, redis_factory):
@@ -716,7 +827,7 @@ def test_verify_tag_passes_on_migrated_fleet_and_fails_on_missing_session(tmp_pa
     assert report["verify"]["samples"]["missing"] == [lost.decode()]
 
 
-# 8. The restart handler, in check mode -----------------------------------------------------------
+# 9. The restart handler, in check mode -----------------------------------------------------------
 
 
 def test_restart_handler_is_notified_only_where_sessions_move(tmp_path, redis_factory):

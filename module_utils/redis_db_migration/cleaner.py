@@ -69,7 +69,7 @@ class Cleaner:
             for page in pages(
                 lambda cursor: watched.zscan(name, cursor, count=count, score_cast_func=bytes)
             ):
-                members = [member for member, _ in page]
+                members = [member for member, _score in page]
                 index.found += len(members)
                 index.missing += sum(score is None for score in session.scores(name, members))
                 session.pace(len(members), watched)

@@ -93,7 +93,7 @@ class Copier:
             reply = session.scripts.index(keys=[name], args=[*args, cursor, count])
             return reply[1], reply
 
-        for ended, _, added, present, orphans, members, error, *memory in pages(page):
+        for ended, _cursor, added, present, orphans, members, error, *memory in pages(page):
             if ended != DONE:
                 raise session.guard.stop(ended, *memory)
             index.found += len(members)

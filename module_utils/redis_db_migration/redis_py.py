@@ -17,6 +17,15 @@ else:
     HAS_REDIS = True
     REDIS_IMPORT_ERROR = None
 
+__all__ = [
+    "HAS_REDIS",
+    "MIN_REDIS_PY",
+    "REDIS_IMPORT_ERROR",
+    "redis",
+    "redis_errors",
+    "redis_py_problem",
+]
+
 # The oldest redis-py supported: Debian 12's python3-redis.
 MIN_REDIS_PY = (4, 3)
 

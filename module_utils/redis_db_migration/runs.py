@@ -9,7 +9,7 @@ from .errors import MigrationError
 from .reports import MigrationReport, result_header
 from .session import Session
 from .verifier import full_check, verify_session
-from .wording import memory_line, not_checked
+from .wording import memory_line, not_checked, plan_line
 
 MODES = ("preflight", "migrate", "verify", "cleanup")
 
@@ -71,6 +71,7 @@ def _preflight_session(session):
         msg=(
             f"Redis {facts.version_text} at {settings.endpoint} is ready: primary, dbs "
             f"{options.source_db} and {options.target_db} exist, strategy {session.strategy}, "
-            f"{memory_line(memory)}{not_checked(session.checks_not_run)}"
+            f"{memory_line(memory)}{plan_line(memory, options.max_keys_per_second)}"
+            f"{not_checked(session.checks_not_run)}"
         ),
     )

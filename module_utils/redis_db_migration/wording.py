@@ -27,6 +27,29 @@ def memory_line(memory):
     return "; ".join([line, *(f"WARNING: {text}" for text in memory["warnings"])])
 
 
+def duration(seconds):
+    """A duration in the unit an operator reads it in."""
+    if seconds < 120:
+        return f"{seconds:.0f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def plan_line(memory, rate):
+    """What a run will go through, and how long that takes at ``rate`` keys a second: the
+    announcement of a long, paced run."""
+    if "matching_keys" not in memory:
+        return ""
+    keys = memory["matching_keys"]
+    if not rate:
+        return f"; {keys} matching keys to go through, no rate limit (max_keys_per_second 0)"
+    return (
+        f"; {keys} matching keys to go through: about {duration(keys / rate)} at "
+        f"max_keys_per_second {rate}, plus their index entries"
+    )
+
+
 def not_checked(checks):
     """The checks that did not run, as the end of a summary line."""
     return "".join(f"; NOT CHECKED: {check}" for check in checks)

@@ -40,18 +40,25 @@ __all__ = [
     "ANSIBLE",
     "ANSIBLE_DOC",
     "ANSIBLE_PLAYBOOK",
+    "BIN",
     "CLEANUP",
     "CONFIRM",
     "DEBUG_CONFIG",
+    "FQCN",
     "INDEX",
     "MIGRATE",
     "PATTERN",
     "REDIS_SERVER",
     "ROOT",
     "SESSION",
+    "TARBALL",
+    "VERSION",
+    "OperatorRepo",
     "RedisServer",
     "Run",
     "ansible_env",
+    "bare_python",
+    "build_collection",
     "call_module",
     "content",
     "data_of",
@@ -66,6 +73,7 @@ __all__ = [
     "recap",
     "run",
     "run_ansible",
+    "run_checked",
     "run_module",
     "run_tasks",
     "seed_sessions",
@@ -86,11 +94,13 @@ _LAZY = {name: "ansible" for name in (
     "ANSIBLE",
     "ANSIBLE_DOC",
     "ANSIBLE_PLAYBOOK",
+    "BIN",
     "CLEANUP",
     "CONFIRM",
     "MIGRATE",
     "Run",
     "ansible_env",
+    "bare_python",
     "play",
     "recap",
     "run_ansible",
@@ -101,6 +111,12 @@ _LAZY = {name: "ansible" for name in (
     "write_inventory",
 )}  # fmt: skip
 _LAZY["call_module"] = "module"
+_LAZY.update(
+    dict.fromkeys(
+        ("FQCN", "TARBALL", "VERSION", "OperatorRepo", "build_collection", "run_checked"),
+        "collection",
+    )
+)
 
 
 def __getattr__(name):

@@ -28,11 +28,15 @@ CONFIRM = "storyart_session_migration_cleanup_confirm"
 _run_ids = count()
 
 
-def ansible_env(tmp_path):
-    """The caller's environment minus any ANSIBLE_* setting, pointed at the repo's ansible.cfg."""
+def ansible_env(tmp_path, config=ROOT / "ansible.cfg"):
+    """The caller's environment minus any ANSIBLE_* setting, pointed at ``config`` (the repo's
+    ansible.cfg; None: the one Ansible finds itself, e.g. in the working directory), with
+    this virtualenv's Ansible first on PATH."""
     env = {key: value for key, value in os.environ.items() if not key.startswith("ANSIBLE_")}
+    if config is not None:
+        env["ANSIBLE_CONFIG"] = str(config)
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
     env.update(
-        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
         ANSIBLE_HOME=str(tmp_path / "ansible-home"),
         ANSIBLE_LOCAL_TEMP=str(tmp_path / "ansible-local-tmp"),
         ANSIBLE_REMOTE_TEMP=str(tmp_path / "ansible-remote-tmp"),
@@ -42,10 +46,11 @@ def ansible_env(tmp_path):
     return env
 
 
-def run_ansible(tmp_path, command, *, log=False, **popen):
+def run_ansible(tmp_path, command, *, log=False, env=None, **popen):
     """Run an Ansible command from the repo root, the way an operator does; with ``log``,
-    Ansible logs to tmp_path/ansible.log too. ``popen`` goes to subprocess.run (e.g. umask)."""
-    env = ansible_env(tmp_path)
+    Ansible logs to tmp_path/ansible.log too; ``env`` adds environment variables. ``popen``
+    goes to subprocess.run (e.g. umask)."""
+    env = {**ansible_env(tmp_path), **(env or {})}
     if log:
         env["ANSIBLE_LOG_PATH"] = str(tmp_path / "ansible.log")
     return subprocess.run(
@@ -210,6 +215,23 @@ class Run:
         return {
             path.stem: json.loads(path.read_text()) for path in sorted(self.folder.glob("*.json"))
         }
+
+
+def bare_python(tmp_path):
+    """A Python without redis-py, like an app host before python3-redis is installed."""
+    venv = tmp_path / "no-redis-venv"
+    subprocess.run(
+        [sys.executable, "-m", "venv", "--without-pip", str(venv)],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    python = venv / "bin" / "python"
+    probe = subprocess.run(
+        [str(python), "-c", "import redis"], capture_output=True, timeout=60, check=False
+    )
+    assert probe.returncode != 0, "the bare venv must not be able to import redis"
+    return python
 
 
 def write_inventory(tmp_path, hosts):
