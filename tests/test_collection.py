@@ -131,6 +131,9 @@ def test_an_operator_dry_runs_then_migrates_with_the_collections_playbook(operat
     real = operator_repo.playbook(playbook)
     assert real.returncode == 0, real.stdout + real.stderr
     assert_migrated(server, names)
+    # Announced first, then run in the background and polled: Ansible's own async.
+    assert "20 matching keys to go through, no rate limit" in real.stdout
+    assert re.search(r"^ASYNC OK on app1: jid=", real.stdout, re.M), real.stdout
 
     # Reports under storyart-reports/ where the operator ran the playbook, named after the
     # inventory; the table printed is the summary written.

@@ -479,6 +479,11 @@ def test_cleanup_refuses_without_confirmation_and_dry_run_lists_deletions(tmp_pa
     assert f"-e {CONFIRM}=delete-migrated-sessions" in refused.output
     for host in HOSTS:
         assert recap(refused.output, host)["failed"] == 1, refused.output
+    # The refusal is a failure like any other: reported, and in the table.
+    assert (
+        the_table(refused)[0] == "StoryArt source clean-up: FAILED on 4 of 4 hosts, see the notes"
+    )
+    assert {report["status"] for report in refused.reports().values()} == {"failed"}
     assert fleet.writes() == writes_before
     assert fleet.dbs() == dbs_before
 
@@ -618,7 +623,27 @@ def test_cleanup_fails_the_host_whose_redis_is_down(tmp_path, redis_factory):
     assert run.rc != 0, run.output
 
 
-# 6. Role argument validation -------------------------------------------------------------------
+# 6. Role argument validation, and input checked at the edge ------------------------------------
+
+
+def refused_before_anything_ran(fleet, playbook, *args, failure):
+    """Run ``playbook`` on the standard fleet and check it was refused before any module call:
+    no write, every host reported failed with ``failure`` and the table saying so."""
+    dbs_before, writes_before = fleet.dbs(), fleet.writes()
+
+    run = fleet.play(playbook, *args)
+
+    assert run.rc != 0, run.output
+    assert "redis_db_migrate in mode" not in run.stdout
+    assert fleet.writes() == writes_before
+    assert fleet.dbs() == dbs_before
+    reports = run.reports()
+    assert sorted(reports) == sorted(HOSTS)
+    for host, report in reports.items():
+        assert report["status"] == "failed", host
+        assert failure in report["failure"], report["failure"]
+    assert "FAILED on 4 of 4 hosts" in the_table(run)[0]
+    return run
 
 
 @pytest.mark.parametrize(
@@ -629,18 +654,16 @@ def test_cleanup_fails_the_host_whose_redis_is_down(tmp_path, redis_factory):
     ids=["main", "cleanup"],
 )
 def test_argument_spec_rejects_a_wrong_type_before_anything_runs(tmp_path, redis_factory, playbook):
-    fleet = standard_fleet(redis_factory, tmp_path)
-    dbs_before, writes_before = fleet.dbs(), fleet.writes()
-
-    run = fleet.play(
+    run = refused_before_anything_ran(
+        standard_fleet(redis_factory, tmp_path),
         playbook,
         "-e",
         "storyart_session_migration_source_db=one",
         "-e",
         f"{CONFIRM}=delete-migrated-sessions",
+        failure="storyart_session_migration_source_db' is of type str",
     )
 
-    assert run.rc != 0, run.output
     validation = section(
         run.stdout, "TASK [storyart_session_migration : Validating arguments against arg spec"
     )
@@ -651,44 +674,68 @@ def test_argument_spec_rejects_a_wrong_type_before_anything_runs(tmp_path, redis
         "convert to int"
     ) in run.stdout
     assert PASSWORD not in run.output
-    # Nothing ran after the validation: no module call, no write; each host is reported.
-    assert "redis_db_migrate in mode" not in run.stdout
-    assert fleet.writes() == writes_before
-    assert fleet.dbs() == dbs_before
+
+
+def test_unreachable_hosts_and_an_undefined_vault_variable_are_reported_in_the_table(
+    tmp_path, redis_server
+):
+    seed_sessions(redis_server.client(1), 3)
+    writes = redis_server.rdb_changes()
+    port = {"storyart_session_migration_login_port": redis_server.port}
+    inventory = write_inventory(
+        tmp_path,
+        {
+            # Nothing listens on these SSH ports: both hosts are unreachable.
+            **{
+                host: {
+                    **port,
+                    "ansible_connection": "ssh",
+                    "ansible_host": "127.0.0.1",
+                    "ansible_port": free_port(),
+                }
+                for host in ("app1", "app2")
+            },
+            # A vault file that was never created.
+            "app3": {
+                **port,
+                "storyart_session_migration_login_password": "{{ vault_storyart_redis_password }}",
+            },
+        },
+    )
+
+    run = play(tmp_path, inventory, MIGRATE, report_dir=tmp_path / "reports")
+
+    assert run.rc != 0, run.output
     reports = run.reports()
-    assert sorted(reports) == sorted(HOSTS)
-    for report in reports.values():
-        assert report["status"] == "failed"
-        assert "storyart_session_migration_source_db' is of type str" in report["failure"]
-    assert "FAILED on 4 of 4 hosts" in the_table(run)[0]
+    assert sorted(reports) == ["app1", "app2", "app3"]
+    for host in ("app1", "app2"):
+        assert reports[host]["status"] == "failed"
+        assert "Failed to connect to the host via ssh" in reports[host]["failure"], host
+    assert reports["app3"]["status"] == "failed"
+    assert "'vault_storyart_redis_password' is undefined" in reports["app3"]["failure"]
+    table = printed_tables(run.stdout)[-1]
+    assert table[0] == "StoryArt session migration: FAILED on 3 of 3 hosts, see the notes"
+    rows = table_rows(table)
+    assert all("FAILED" in rows[host]["note"] for host in ("app1", "app2", "app3")), rows
+    for host in ("app1", "app2", "app3"):
+        assert recap(run.output, host)["failed"] == 1, run.output
+    assert redis_server.rdb_changes() == writes
 
 
 def test_numbers_out_of_range_are_refused_naming_each_variable(tmp_path, redis_factory):
-    fleet = standard_fleet(redis_factory, tmp_path)
-    dbs_before, writes_before = fleet.dbs(), fleet.writes()
-
-    run = fleet.play(
+    refused_before_anything_ran(
+        standard_fleet(redis_factory, tmp_path),
         MIGRATE,
         "-e",
         "storyart_session_migration_login_port=70000",
         "-e",
         "storyart_session_migration_batch_size=0",
+        failure=(
+            "storyart_session_migration_login_port is 70000, it must be a TCP port from 1 to "
+            "65535; storyart_session_migration_batch_size is 0, it must be from 1 to 10000. "
+            "Fix it in the inventory or on the command line (-e)."
+        ),
     )
-
-    assert run.rc != 0, run.output
-    reason = (
-        "storyart_session_migration_login_port is 70000, it must be a TCP port from 1 to 65535; "
-        "storyart_session_migration_batch_size is 0, it must be from 1 to 10000. "
-        "Fix it in the inventory or on the command line (-e)."
-    )
-    reports = run.reports()
-    assert sorted(reports) == sorted(HOSTS)
-    for host, report in reports.items():
-        assert report["status"] == "failed", host
-        assert reason in report["failure"], report["failure"]
-    assert "redis_db_migrate in mode" not in run.stdout
-    assert fleet.writes() == writes_before
-    assert fleet.dbs() == dbs_before
 
 
 def test_a_redis_port_from_the_environment_that_is_no_number_is_an_error(tmp_path, redis_server):
