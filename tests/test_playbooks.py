@@ -782,6 +782,35 @@ def test_two_hosts_with_a_local_connection_to_one_redis_migrate_it_once(tmp_path
     assert sorted(server.client(0).keys("storyart:session:*")) == sorted(sessions)
 
 
+def test_controller_mode_reaches_the_hosts_address_and_polls_in_the_playbooks_python(
+    tmp_path, redis_factory
+):
+    # The app host's Redis listens on its address only, here 127.0.0.2, which is also its
+    # inventory name: the delegated run must connect there, not to the controller's localhost.
+    server = redis_factory("bind 127.0.0.2")
+    sessions = seed_sessions(server.client(1), 5)
+    inventory = write_inventory(
+        tmp_path,
+        {
+            "127.0.0.2": {
+                "storyart_session_migration_login_port": server.port,
+                "storyart_session_migration_run_on": "controller",
+                # The app host's Python, which the controller does not have: Ansible would
+                # poll the delegated run with it, and never see it finish.
+                "ansible_python_interpreter": "/nonexistent/bin/python3",
+                "storyart_session_migration_timeout": 30,
+            }
+        },
+    )
+
+    run = play(tmp_path, inventory, MIGRATE, report_dir=tmp_path / "reports")
+
+    assert run.rc == 0, run.output
+    assert f" at 127.0.0.2:{server.port} is ready" in run.stdout
+    assert re.search(r"^ASYNC OK on 127\.0\.0\.2: jid=", run.stdout, re.M), run.output
+    assert sorted(server.client(0).keys("storyart:session:*")) == sorted(sessions)
+
+
 def test_a_dry_run_installs_nothing_and_names_the_host_without_redis_py(tmp_path, redis_server):
     seed_sessions(redis_server.client(1), 3)
     writes = redis_server.rdb_changes()
