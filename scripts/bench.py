@@ -1,36 +1,45 @@
-"""Benchmark of the session migration: the engine and the module against the server's own floor.
+"""Benchmark of the session migration: the engine, the module and a peer tool against the
+server's own floor, then the controller's cost per host across a fleet.
 
-One throwaway redis-server, one dataset of N sessions (about 1 KB of JSON each, a 7-day TTL,
-and the index) in db 1. Every method then migrates it into an empty db 0, in the same run:
+For each size N (200k, 1M and 3M sessions by default), one throwaway redis-server holds N
+sessions (about 1 KB of JSON each, a 7-day TTL, and the index) in db 1. Every method then
+migrates them into an empty db 0, in the same run, with its wall time and the server's CPU
+time (from /proc/<pid>/stat):
 
 - floor:     redis-cli --pipe fed the bare COPY of every key and ZADD NX of the index in
-             batches: what the server itself needs for the job.
-- engine:    the engine called directly (verification on), in a child process whose peak RSS
-             is measured, while a second client PINGs every millisecond to see the latency
-             the application would see. Also its dry run, and the DUMP/RESTORE path.
+             batches: what the server itself needs for the job, finding no key.
+- engine:    the engine called directly, every guarantee on (memory guard, byte budget,
+             read-back), in a child process whose peak RSS is measured, while a second client
+             PINGs every millisecond to see the latency the application would see.
+- engine_unguarded: the same as a user denied MEMORY, with memory_check off: no memory guard
+             and no byte budget, to show what these two cost.
+- engine_dump_restore: the DUMP/RESTORE strategy.
 - module:    the redis_db_migrate module through ansible-playbook (start-up included).
-- baseline:  per key like the old script: EXISTS in the target, GET, TTL, SET with the TTL,
-             then ZADD of each index member one by one.
-- rate:      the engine with a keys-per-second limit, to show it is honoured.
-- unguarded: the engine as a user denied MEMORY, with memory_check off: no memory guard and
-             no byte budget, to show what these two cost.
-- large:     sessions of 100 KB to 2 MB of incompressible bytes, with COPY and DUMP/RESTORE,
-             with the byte budget and without (one call per batch of keys): the longest server
-             call and the latency another client sees.
+- engine_dry_run: the dry run, into a db 0 that has every session.
+With the first size only: the rate limit honoured; redis-dump-load (--peer-bin), the PyPI tool
+for the job, dumping db 1 and loading db 0 with EXPIREAT; the old script's way, a round trip
+per step per key (unless --skip-baseline).
 
-Then the fleet: 20 inventory hosts, each with its own redis-server and 20k sessions, in one
-ansible-playbook run of playbooks/migrate_sessions.yml, against one such host alone; and 10
-hosts sharing one endpoint against one host. Results print as a table and go to a JSON file.
-Run it with scripts/bench.sh; it is not part of the tests.
+Large sessions: 100 KB to 2 MB of incompressible bytes, with COPY and DUMP/RESTORE, with the
+byte budget and without: the longest server call and the latency another client sees.
+
+The fleet: for 20 and 100 inventory hosts on local connections, each with its own small
+redis-server, the controller's CPU seconds per host (ansible-playbook and every process it
+starts) for playbooks/migrate_sessions.yml against a minimal playbook making the same single
+module call per host; and 10 hosts sharing one endpoint, migrated once.
+
+Results print as JSON and go to a file. Run it with scripts/bench.sh; it is not a test.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import itertools
 import json
 import os
 import random
+import resource
 import shutil
 import statistics
 import subprocess
@@ -55,9 +64,20 @@ TTL = 604800
 _servers = itertools.count()
 
 
+# Every redis-server the benchmark has started and not stopped.
+RUNNING = []
+
+
 def start_server(workdir):
     """A throwaway redis-server with no persistence and no memory limit, in ``workdir``."""
-    return RedisServer(Path(workdir) / f"redis-{next(_servers)}").start()
+    server = RedisServer(Path(workdir) / f"redis-{next(_servers)}").start()
+    RUNNING.append(server)
+    return server
+
+
+def stop_server(server):
+    server.stop()
+    RUNNING.remove(server)
 
 
 def seed(server, count, sessions_in_target=0):
@@ -247,87 +267,187 @@ def run_module(server, workdir, batch):
     )  # fmt: skip
 
 
-def run_fleet(servers, workdir, name, shared=False):
-    """One ansible-playbook run of the real playbook over one host per server (or 10 sharing)."""
-    hosts = {}
-    for n, server in enumerate(servers if not shared else servers * 10):
-        hosts[f"{name}-{n:02d}"] = {
-            "storyart_session_migration_login_port": server.port,
-            "storyart_session_migration_run_on": "controller",
-            "ansible_host": "127.0.0.1",
-        }
+def fleet_inventory(servers, workdir, name, shared=0):
+    """One inventory host per server, local connections; or ``shared`` hosts on the first."""
+    ports = [servers[0].port] * shared if shared else [server.port for server in servers]
     inventory = Path(workdir) / f"{name}.json"
-    inventory.write_text(json.dumps({"storyart": {"hosts": hosts, "vars": {
-        "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
-        "storyart_session_migration_report_dir": str(Path(workdir) / "reports"),
-    }}}))  # fmt: skip
-    return timed_playbook(
-        workdir, "-i", str(inventory), str(ROOT / "playbooks" / "migrate_sessions.yml")
-    )
+    inventory.write_text(json.dumps({"storyart": {
+        "hosts": {f"{name}-{n:03d}": {"storyart_session_migration_login_port": port}
+                  for n, port in enumerate(ports)},
+        "vars": {
+            "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
+            "storyart_session_migration_run_on": "controller",
+            "storyart_session_migration_login_host": "127.0.0.1",
+            "storyart_session_migration_report_dir": str(Path(workdir) / "reports"),
+        },
+    }}))  # fmt: skip
+    return inventory
+
+
+def minimal_playbook(workdir):
+    """The least a playbook can do for the job: the same single module call per host."""
+    playbook = Path(workdir) / "minimal.yml"
+    playbook.write_text(json.dumps([{
+        "name": "One module call per host", "hosts": "storyart", "gather_facts": False,
+        "tasks": [{"name": "Migrate", "redis_db_migrate": {
+            "login_host": "127.0.0.1", "login_port": "{{ storyart_session_migration_login_port }}",
+            "source_db": 1, "target_db": 0, "patterns": ["storyart:session:*"],
+            "indexes": [INDEX.decode()]}}],
+    }]))  # fmt: skip
+    return playbook
+
+
+def become_subreaper():
+    """Orphans of this process's children become its own: the background job of an async task
+    (which Ansible detaches) is then reaped here, and its CPU time counted."""
+    pr_set_child_subreaper = 36
+    ctypes.CDLL(None, use_errno=True).prctl(pr_set_child_subreaper, 1, 0, 0, 0)
+
+
+def reap_orphans():
+    """Wait for every child of this process but the redis-servers: the orphans it took in."""
+    servers = {str(server.process.pid) for server in RUNNING}
+    while True:
+        children = [
+            int(stat.parent.name)
+            for stat in Path("/proc").glob("[0-9]*/stat")
+            if stat.parent.name not in servers and parent_pid(stat) == os.getpid()
+        ]
+        if not children:
+            return
+        for pid in children:
+            os.waitpid(pid, 0)
+
+
+def parent_pid(stat):
+    try:
+        return int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    except (OSError, IndexError):
+        return None  # gone meanwhile
+
+
+def controller_cpu(workdir, inventory, playbook, forks):
+    """CPU seconds (user + system) of ansible-playbook and every process it started."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    timed_playbook(workdir, "-f", str(forks), "-i", str(inventory), str(playbook))
+    reap_orphans()
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def reset_target(server):
     server.client(0).flushdb()
 
 
-def single_host(args, workdir, results):
+def server_cpu(server):
+    """CPU seconds (user + system) the redis-server process has used so far."""
+    stat = Path(f"/proc/{server.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measured(server, count, func):
+    """``func()`` into an empty db 0, checked complete afterwards: (seconds, the server's CPU
+    seconds, what ``func`` returned). ``func`` may return its own seconds, as the engine's
+    child process does, measured without Python's start-up."""
+    reset_target(server)
+    cpu, started = server_cpu(server), time.monotonic()
+    out = func()
+    seconds = time.monotonic() - started
+    cpu = server_cpu(server) - cpu
+    check_migrated(server, count)
+    if isinstance(out, dict):
+        seconds = out["seconds"]
+    return seconds, cpu, out
+
+
+def peer(server, workdir, bin_dir):
+    """redis-dump-load, the PyPI tool for the job: dump db 1 to JSON, load it into db 0 with
+    EXPIREAT. It overwrites what db 0 has rather than skip it; db 0 is empty here."""
+    dump = Path(workdir) / "dump.json"
+    port = str(server.port)
+    subprocess.run([str(Path(bin_dir) / "redis-dump"), "-p", port, "-d", "1", "-k",
+                    "storyart:*", "-o", str(dump)], check=True)  # fmt: skip
+    subprocess.run([str(Path(bin_dir) / "redis-load"), "-p", port, "-d", "0", "-A",
+                    str(dump)], check=True)  # fmt: skip
+    dump.unlink()
+
+
+def one_size(args, workdir, count, first):
+    """Every method on ``count`` sessions, in one server. The slow methods (the old script's
+    way, redis-dump-load) and the rate run go only with the first size."""
     server = start_server(workdir)
+    t, cpu, size = {}, {}, {"sessions": count}
+    batch = args.batch_size
+
+    def method(name, func):
+        t[name], cpu[name], out = measured(server, count, func)
+        return out
+
     try:
-        count = args.sessions
         print(f"Seeding {count} sessions...", flush=True)
         seed(server, count)
-        t = results["times"] = {}
-        t["floor"] = floor(server, count, args.batch_size)
-        check_migrated(server, count)
-        reset_target(server)
-        run = run_engine(server, batch_size=args.batch_size, probe=True)
-        check_migrated(server, count)
-        t["engine"] = run["seconds"]
-        results["engine"] = run
-        reset_target(server)
-        t["engine_unguarded"] = run_engine(
-            server, settings=unguarded_user(server), batch_size=args.batch_size,
-            memory_check=False,
-        )["seconds"]  # fmt: skip
-        check_migrated(server, count)
-        t["engine_dry_run"] = run_engine(server, dry_run=True, batch_size=args.batch_size)[
-            "seconds"
-        ]
-        reset_target(server)
-        restore = run_engine(server, strategy="dump-restore", batch_size=args.batch_size)
-        check_migrated(server, count)
-        t["engine_dump_restore"] = restore["seconds"]
-        reset_target(server)
-        t["module"] = run_module(server, workdir, args.batch_size)
-        check_migrated(server, count)
-        if args.rate:
-            reset_target(server)
-            limited = run_engine(server, batch_size=args.batch_size, max_keys_per_second=args.rate)
+        method("floor", lambda: floor(server, count, batch))
+        run = method("engine", lambda: run_engine(server, batch_size=batch, probe=True))
+        size["engine_peak_rss_mb"] = run["peak_rss_mb"]
+        size["latency"] = run["latency"]
+        size["server_blocked"] = run["server_blocked"]
+        method("engine_unguarded", lambda: run_engine(
+            server, settings=unguarded_user(server), batch_size=batch, memory_check=False,
+        ))  # fmt: skip
+        method("engine_dump_restore", lambda: run_engine(server, strategy="dump-restore",
+                                                         batch_size=batch))  # fmt: skip
+        method("module", lambda: run_module(server, workdir, batch))
+        # A dry run into a full db 0, as before a rerun: everything is classified present.
+        server.client(0).flushdb()
+        floor(server, count, batch)
+        t["engine_dry_run"] = run_engine(server, dry_run=True, batch_size=batch)["seconds"]
+        if first and args.rate:
+            limited = method("rate", lambda: run_engine(
+                server, batch_size=batch, max_keys_per_second=args.rate
+            ))  # fmt: skip
             # The limit counts keys and index entries: 2 items a session.
             achieved = 2 * count / limited["seconds"]
-            results["rate_limit"] = dict(
-                limit_items_per_second=args.rate,
-                achieved=round(achieved),
+            size["rate_limit"] = dict(
+                limit_items_per_second=args.rate, achieved=round(achieved),
                 honoured=achieved <= args.rate * 1.05,
-            )
-        if not args.skip_baseline:
-            reset_target(server)
-            t["baseline"] = baseline(server, count)
-            check_migrated(server, count)
+            )  # fmt: skip
+        if first and args.peer_bin:
+            method("redis-dump-load", lambda: peer(server, workdir, args.peer_bin))
+        if first and not args.skip_baseline:
+            method("baseline", lambda: baseline(server, count))
     finally:
-        server.stop()
-    results["keys_per_second"] = {name: round(count / s) for name, s in t.items()}
-    ratios = results["ratios"] = {
+        stop_server(server)
+    size["seconds"] = {name: round(seconds, 3) for name, seconds in t.items()}
+    size["server_cpu_seconds"] = {name: round(seconds, 3) for name, seconds in cpu.items()}
+    size["microseconds_per_session"] = {
+        name: round(seconds / count * 1e6, 2) for name, seconds in t.items()
+    }
+    ratios = {
         "engine / floor": t["engine"] / t["floor"],
         "module / floor": t["module"] / t["floor"],
-        "dry run / engine": t["engine_dry_run"] / t["engine"],
         "dump-restore / floor": t["engine_dump_restore"] / t["floor"],
         "engine / unguarded engine": t["engine"] / t["engine_unguarded"],
+        "dry run / engine": t["engine_dry_run"] / t["engine"],
     }
+    if "redis-dump-load" in t:
+        ratios["redis-dump-load / engine"] = t["redis-dump-load"] / t["engine"]
     if "baseline" in t:
         ratios["baseline / engine"] = t["baseline"] / t["engine"]
-        ratios["baseline / module"] = t["baseline"] / t["module"]
-    results["ratios"] = {k: round(v, 2) for k, v in ratios.items()}
+    size["ratios"] = {name: round(ratio, 2) for name, ratio in ratios.items()}
+    return size
+
+
+def every_size(args, workdir, results):
+    sizes = results["sizes"] = [
+        one_size(args, workdir, count, first=n == 0) for n, count in enumerate(args.sessions)
+    ]
+    # Linear cost: the engine's time per session at each size against the smallest.
+    smallest = sizes[0]["microseconds_per_session"]["engine"]
+    results["engine_time_per_session_vs_smallest"] = {
+        str(size["sessions"]): round(size["microseconds_per_session"]["engine"] / smallest, 2)
+        for size in sizes
+    }
+    results["engine_peak_rss_mb"] = max(size["engine_peak_rss_mb"] for size in sizes)
 
 
 def unguarded_user(server):
@@ -369,33 +489,67 @@ def large_sessions(args, workdir, results):
                     ping_max_ms=run["latency"]["max_ms"],
                 )
     finally:
-        server.stop()
+        stop_server(server)
 
 
 def fleet(args, workdir, results):
-    servers = [start_server(workdir) for _ in range(args.fleet_hosts)]
+    """The controller's CPU per host, the role against the minimal playbook, for each fleet
+    size; then hosts sharing one endpoint, which the role migrates once."""
+    become_subreaper()
+    rows = results["fleet"] = {}
+    role = ROOT / "playbooks" / "migrate_sessions.yml"
+    for count in args.fleet_hosts:
+        servers = [start_server(workdir) for _ in range(count)]
+        try:
+            print(f"Fleet of {count} hosts, {args.fleet_sessions} sessions each...", flush=True)
+            for server in servers:
+                seed(server, args.fleet_sessions)
+            inventory = fleet_inventory(servers, workdir, f"fleet{count}")
+            minimal = controller_cpu(workdir, inventory, minimal_playbook(workdir), args.forks)
+            for server in servers:
+                check_migrated(server, args.fleet_sessions)
+                reset_target(server)
+            full = controller_cpu(workdir, inventory, role, args.forks)
+            for server in servers:
+                check_migrated(server, args.fleet_sessions)
+        finally:
+            for server in servers:
+                stop_server(server)
+        rows[f"{count} hosts"] = dict(
+            minimal_cpu_s_per_host=round(minimal / count, 3),
+            role_cpu_s_per_host=round(full / count, 3),
+            role_over_minimal=round(full / minimal, 2),
+        )
+    server = start_server(workdir)
     try:
-        print(f"Seeding {args.fleet_hosts} servers with {args.fleet_sessions} sessions...",
-              flush=True)  # fmt: skip
-        for server in servers:
-            seed(server, args.fleet_sessions)
-        one = run_fleet(servers[:1], workdir, "one")
-        for server in servers:
-            reset_target(server)
-        many = run_fleet(servers, workdir, "fleet")
-        for server in servers:
-            check_migrated(server, args.fleet_sessions)
-        reset_target(servers[0])
-        shared = run_fleet(servers[:1], workdir, "shared", shared=True)
-        check_migrated(servers[0], args.fleet_sessions)
+        seed(server, args.fleet_sessions)
+        inventory = fleet_inventory([server], workdir, "shared", shared=10)
+        cpu = controller_cpu(workdir, inventory, role, args.forks)
+        check_migrated(server, args.fleet_sessions)
     finally:
-        for server in servers:
-            server.stop()
-    results["fleet"] = dict(
-        hosts=args.fleet_hosts, sessions_per_host=args.fleet_sessions,
-        one_host_seconds=round(one, 2), fleet_seconds=round(many, 2),
-        fleet_over_one=round(many / one, 2), shared_10_seconds=round(shared, 2),
-        shared_10_over_one=round(shared / one, 2),
+        stop_server(server)
+    reports = (Path(workdir) / "reports").glob("*/shared-*.json")
+    handled_by = {json.loads(report.read_text())["handled_by"] for report in reports}
+    if handled_by != {"shared-000"}:
+        raise SystemExit(f"10 hosts sharing one endpoint: handled by {handled_by}, not once")
+    rows["10 hosts sharing one endpoint"] = dict(
+        role_cpu_s_per_host=round(cpu / 10, 3), module_runs=len(handled_by)
+    )
+
+
+def machine():
+    """What the figures were measured on."""
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = next((line.split(":", 1)[1].strip() for line in cpuinfo.splitlines()
+                  if line.startswith("model name")), "unknown")  # fmt: skip
+    memory_kb = int(Path("/proc/meminfo").read_text().split()[1])
+    server = subprocess.run(
+        ["redis-server", "--version"], capture_output=True, text=True, check=True
+    )
+    return dict(
+        cpu=model, cpus=os.cpu_count(), memory_gb=round(memory_kb / 1024**2),
+        redis_server=server.stdout.split()[2], python=sys.version.split()[0],
+        redis_py=redis.__version__,
     )  # fmt: skip
 
 
@@ -405,14 +559,19 @@ def main():
         engine_child(int(port), json.loads(settings), json.loads(options))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--sessions", type=int, default=200_000)
+    parser.add_argument(
+        "--sessions", type=int, nargs="*", default=[200_000, 1_000_000, 3_000_000],
+        help="sizes to measure, smallest first; none: skip",
+    )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=1000)
     parser.add_argument(
         "--rate", type=int, default=100_000, help="keys/s for the rate run; 0: skip"
     )
+    parser.add_argument("--peer-bin", help="bin directory of a virtualenv with redis-dump-load")
     parser.add_argument("--skip-baseline", action="store_true", help="(it takes minutes at 1M)")
-    parser.add_argument("--fleet-hosts", type=int, default=20)
-    parser.add_argument("--fleet-sessions", type=int, default=20_000)
+    parser.add_argument("--fleet-hosts", type=int, nargs="+", default=[20, 100])
+    parser.add_argument("--fleet-sessions", type=int, default=200)
+    parser.add_argument("--forks", type=int, default=20)
     parser.add_argument("--skip-fleet", action="store_true")
     parser.add_argument(
         "--large-sessions", type=int, default=100, help="sessions of 100 KB-2 MB; 0: skip"
@@ -421,9 +580,10 @@ def main():
     args = parser.parse_args()
     if shutil.which("redis-server") is None:
         raise SystemExit("redis-server is not installed")
-    results = dict(sessions=args.sessions, batch_size=args.batch_size, cpus=os.cpu_count())
+    results = dict(machine=machine(), batch_size=args.batch_size)
     with tempfile.TemporaryDirectory() as workdir:
-        single_host(args, workdir, results)
+        if args.sessions:
+            every_size(args, workdir, results)
         if args.large_sessions:
             large_sessions(args, workdir, results)
         if not args.skip_fleet:

@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
-# The throughput benchmark (not part of the tests): engine and module against the server's
-# floor, the per-key baseline, memory, latency, rate limit and fleet runs. Arguments go to
-# scripts/bench.py, e.g. scripts/bench.sh --sessions 1000000 --skip-baseline --skip-fleet
+# The benchmark (not part of the tests): the engine, the module and redis-dump-load against the
+# server's floor at 200k, 1M and 3M sessions, latency, large sessions, and the controller's CPU
+# per host across a fleet. It writes reports/bench.json. Arguments go to scripts/bench.py, e.g.
+#   scripts/bench.sh --sessions 200000 --skip-baseline --fleet-hosts 20
 source "$(dirname "$0")/bootstrap.sh"
-python scripts/bench.py "$@"
+# redis-dump-load needs redis-py 2.x: it gets a virtualenv of its own.
+PEER_VENV="$VENV/redis-dump-load"
+ensure_venv "$PEER_VENV" "$ROOT/requirements-peer.txt"
+python scripts/bench.py --peer-bin "$PEER_VENV/bin" "$@"

@@ -3,7 +3,7 @@ back. In mode 'plan' the same scripts classify and write nothing: the dry run an
 
 from __future__ import annotations
 
-from .keys import display, pages
+from .keys import display, glob_matcher, pages
 from .lua import COPIED, DONE, EVICTED, GONE, MEMORY, PRESENT
 from .reports import IndexReport
 from .session import each
@@ -32,36 +32,51 @@ class Copier:
     def copy_and_merge(self, mode):
         session = self.session
         session.action = "copying keys"
-        for keys in session.batches():
-            self.copy_keys(keys, mode)
+        for number, pattern in enumerate(session.patterns):
+            self.copy_keys(pattern, [glob_matcher(p) for p in session.patterns[:number]], mode)
         session.action = "merging indexes"
         for name in session.index_names:
             self.merge_index(name, mode)
 
-    def copy_keys(self, keys, mode):
-        """One batch, in as many script calls as its byte budget needs."""
-        session, report = self.session, self.report
-        report.found += len(keys)
+    def copy_keys(self, pattern, earlier, mode):
+        """Every key of ``pattern``, a batch per script call, each call finding its own batch
+        with SCAN on the server. ``earlier``: matchers of the patterns already gone through."""
+        session, report, options = self.session, self.report, self.session.options
         sized = "1" if session.sized and not report.verify_only else "0"
         budget = session.budget("copy" if mode in ("plan", "copy") else "dump-restore")
-        options = session.options
         args = [options.source_db, options.target_db, mode, *session.guard.script_args]
-        args += [budget, sized]
-
-        def handle(handled, reply):
-            ended, spent, outcomes, used, ceiling, evicted, need = reply
+        args += [budget, sized, options.batch_size]
+        skip = [len(session.index_names), *session.index_names]
+        cursor, rest = "0", []
+        while cursor or rest:
+            session.hooks.before_batch(rest)
+            reply = session.scripts.copy(args=[*args, cursor, pattern, *skip, *rest])
+            ended, spent, handled, outcomes, used, ceiling, evicted, need, cursor, rest = reply
+            handled, outcomes = self._not_counted_before(handled, outcomes, earlier, mode)
+            report.found += len(handled)
+            report.copy_bytes += spent
             for key, error in report.tally(handled, outcomes, KINDS):
                 report.failed += 1
                 report.add_error(key, session.settings.scrub(display(error)))
-            report.copy_bytes += spent
             if mode != "plan":
                 self._read_back([key for key, code in zip(handled, outcomes) if code == COPIED])
+            session.hooks.after_batch(handled)
             if ended in (MEMORY, EVICTED):
                 raise session.guard.stop(ended, need, used + spent, ceiling, evicted)
+            session.pace(len(handled))
 
-        session.in_calls(
-            report, keys, lambda pending: session.scripts.copy(keys=pending, args=args), handle
-        )
+    @staticmethod
+    def _not_counted_before(handled, outcomes, earlier, mode):
+        """The keys of a call and their outcomes, less those an earlier pattern has counted: a
+        key it matches was handled then, unless this call has just copied it (it came after)."""
+        if not earlier:
+            return handled, outcomes
+        kept = [
+            (key, code)
+            for key, code in zip(handled, outcomes)
+            if (code == COPIED and mode != "plan") or not any(match(key) for match in earlier)
+        ]
+        return [key for key, _ in kept], [code for _, code in kept]
 
     def _read_back(self, copied):
         """Read back the keys a call copied; a key gone from both dbs has expired since."""

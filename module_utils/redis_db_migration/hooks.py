@@ -9,10 +9,12 @@ class Hooks:
     hand, and its return value is ignored."""
 
     def before_batch(self, keys):
-        """A batch of key names SCAN found, before any of them is copied or cleaned up."""
+        """Before a server call handles a batch. The clean-up gives the batch SCAN found. The
+        copy's calls find their batch with SCAN themselves: ``keys`` are only those an earlier
+        call found and left over (it stopped at its byte budget), usually none."""
 
     def after_batch(self, keys):
-        """The same batch, every key handled and what it copied read back."""
+        """The keys a call handled, what it copied read back."""
 
     def before_read_back(self, keys):
         """The keys one server call has just copied, before they are read back."""

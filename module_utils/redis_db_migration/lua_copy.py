@@ -4,24 +4,60 @@ from __future__ import annotations
 
 from .lua import LUA_HEADER, LUA_MEMORY_GUARD
 
-# KEYS: key names found in the source db. ARGV[1], ARGV[2]: source and target db. ARGV[3]: the
-# mode: 'plan' (classify, write nothing), 'copy' (COPY), 'restore' (DUMP, then RESTORE at the
-# source's absolute expiry read with PEXPIRETIME, Redis 7+) or 'restore-time' (the same on
-# older servers, the expiry read with TIME and PTTL). ARGV[4..7]: the memory guard (above).
-# ARGV[8]: this call's byte budget, 0 for none. ARGV[9]: '1' to size keys with MEMORY USAGE.
-# Handles the keys in order, never with REPLACE, and stops before a key that would take the
+# One call handles one batch of keys, and finds them itself: SCAN runs in the script, so key
+# names cross the network only on their way back, for the read-back. ARGV[1], ARGV[2]: source
+# and target db. ARGV[3]: the mode: 'plan' (classify, write nothing), 'copy' (COPY), 'restore'
+# (DUMP, then RESTORE at the source's absolute expiry read with PEXPIRETIME, Redis 7+) or
+# 'restore-time' (the same on older servers, the expiry read with TIME and PTTL). ARGV[4..7]:
+# the memory guard (lua.py). ARGV[8]: this call's byte budget, 0 for none. ARGV[9]: '1' to size
+# keys with MEMORY USAGE. ARGV[10]: the batch size. ARGV[11]: the SCAN cursor to go on from, ''
+# once the walk is over. ARGV[12]: the pattern. ARGV[13]: how many index names follow, never
+# handled as keys. Then the keys an earlier call found and left (it stopped at its byte budget,
+# or SCAN gave more than a batch). No key is declared in KEYS: ACL then checks each key in the
+# command that touches it, so a key the user may not write fails alone.
+# SCAN pages of the pattern fill the batch after the keys left: at most 16 pages of the batch
+# size, so that in a db where few keys match one call still walks no more than a few ms of it.
+# Handles the batch in order, never with REPLACE, and stops before a key that would take the
 # call over its byte budget (a key larger than the budget goes alone) or over the room the
-# memory guard leaves. Returns {how it ended, bytes copied (planning: to copy), one outcome per
-# key handled, used_memory, ceiling, evicted_keys, bytes of the key that did not fit}. An
-# outcome is COPIED (planning: to copy), PRESENT (the target has it), GONE (expired from the
-# source) or the error of a write that failed. A call runs atomically, so a key's
-# classification cannot race with its write.
+# memory guard leaves. Returns {how it ended, bytes copied (planning: to copy), the keys
+# handled, one outcome per key handled, used_memory, ceiling, evicted_keys, bytes of the key
+# that did not fit, the next cursor ('' once the walk is over), the keys found and not
+# handled}. An outcome is COPIED (planning: to copy), PRESENT (the target has it), GONE
+# (expired from the source) or the error of a write that failed. A call runs atomically, so a
+# key's classification cannot race with its write.
 COPY_SCRIPT = (
     LUA_HEADER
     + LUA_MEMORY_GUARD
     + """
 local src, dst, mode = ARGV[1], ARGV[2], ARGV[3]
 local budget, sized = tonumber(ARGV[8]), ARGV[9] == '1'
+local batch, cursor = tonumber(ARGV[10]), ARGV[11]
+
+local function find_keys()
+  local keys, skip, pages = {}, {}, 0
+  local left = 14 + tonumber(ARGV[13])
+  for i = 14, left - 1 do skip[ARGV[i]] = true end
+  for i = left, #ARGV do keys[#keys + 1] = ARGV[i] end
+  redis.call('SELECT', src)
+  while #keys < batch and cursor ~= '' and pages < 16 do
+    local page = redis.call('SCAN', cursor, 'MATCH', ARGV[12], 'COUNT', batch)
+    cursor, pages = page[1] == '0' and '' or page[1], pages + 1
+    for _, key in ipairs(page[2]) do
+      if not skip[key] then keys[#keys + 1] = key end
+    end
+  end
+  return keys
+end
+local keys = find_keys()
+
+-- The reply: the first #out keys are handled, the others go back to the caller.
+local function reply(ended, spent, out, used, ceiling, evicted, need)
+  local handled, rest = {}, {}
+  for i, key in ipairs(keys) do
+    if i <= #out then handled[i] = key else rest[#rest + 1] = key end
+  end
+  return {ended, spent, handled, out, used, ceiling, evicted, need, cursor, rest}
+end
 
 local function in_target(key)
   redis.call('SELECT', dst)
@@ -88,44 +124,45 @@ local function copy(key)
   return outcome
 end
 
-local out, spent = {}, 0
+local out, spent, last = {}, 0, math.min(#keys, batch)
 if mode == 'plan' then
   local sizes = {}
   redis.call('SELECT', src)
-  for i, key in ipairs(KEYS) do
-    sizes[i] = redis.call('EXISTS', key) == 1 and (size_of(key) or 0)
+  for i = 1, last do
+    sizes[i] = redis.call('EXISTS', keys[i]) == 1 and (size_of(keys[i]) or 0)
   end
   redis.call('SELECT', dst)
-  for i, key in ipairs(KEYS) do
+  for i = 1, last do
     if not sizes[i] then
       out[i] = GONE
-    elseif redis.call('EXISTS', key) == 1 then
+    elseif redis.call('EXISTS', keys[i]) == 1 then
       out[i] = PRESENT
     else
       out[i] = COPIED
       spent = spent + sizes[i]
     end
   end
-  return {DONE, spent, out, 0, 0, ARGV[7], 0}
+  return reply(DONE, spent, out, 0, 0, ARGV[7], 0)
 end
 
-local room, used, ceiling, evicted = memory_room(dst, #KEYS)
-if not room then return {EVICTED, 0, out, used, ceiling, evicted, 0} end
+local room, used, ceiling, evicted = memory_room(dst, last)
+if not room then return reply(EVICTED, 0, out, used, ceiling, evicted, 0) end
 redis.call('SELECT', src)
-for i, key in ipairs(KEYS) do
+for i = 1, last do
+  local key = keys[i]
   local size = size_of(key)
   if not size then
     out[i] = GONE
   elseif budget > 0 and spent > 0 and spent + size > budget then
-    return {BUDGET, spent, out, used, ceiling, evicted, 0}
+    return reply(BUDGET, spent, out, used, ceiling, evicted, 0)
   elseif spent + size > room and not in_target(key) then
-    return {MEMORY, spent, out, used, ceiling, evicted, size}
+    return reply(MEMORY, spent, out, used, ceiling, evicted, size)
   else
     out[i] = copy(key)
     if out[i] == COPIED then spent = spent + size end
   end
 end
-return {DONE, spent, out, used, ceiling, evicted, 0}
+return reply(DONE, spent, out, used, ceiling, evicted, 0)
 """
 )
 
