@@ -374,6 +374,13 @@ def report_result(report, diff):
     return result
 
 
+def warn_about(module, result):
+    """Ansible prints a module's warnings for each host, whatever the callback: e.g. that the
+    server has no maxmemory, which every run should show."""
+    for warning in (result.get("memory") or {}).get("warnings", ()):
+        module.warn(warning)
+
+
 def main():
     module = AnsibleModule(**module_rules())
     if not HAS_REDIS:
@@ -388,7 +395,9 @@ def main():
     mode = module.params["mode"]
     try:
         if mode == "preflight":
-            module.exit_json(changed=False, outcome="ok", **preflight(settings, options))
+            facts = preflight(settings, options)
+            warn_about(module, facts)
+            module.exit_json(changed=False, outcome="ok", **facts)
         report = OPERATIONS[mode](settings, options)
     except MigrationError as exc:
         result = report_result(exc.report, module._diff) if exc.report else {}
@@ -403,6 +412,7 @@ def main():
             ),
         )
     result = report_result(report, module._diff)
+    warn_about(module, result)
     if report.ok:
         module.exit_json(outcome="ok", **result)
     module.fail_json(outcome="failed", **result)

@@ -278,7 +278,7 @@ def fleet_inventory(servers, workdir, name, shared=0):
             "ansible_connection": "local", "ansible_python_interpreter": sys.executable,
             "storyart_session_migration_run_on": "controller",
             "storyart_session_migration_login_host": "127.0.0.1",
-            "storyart_session_migration_report_dir": str(Path(workdir) / "reports"),
+            "storyart_session_migration_report_dir": str(Path(workdir) / f"reports-{name}"),
         },
     }}))  # fmt: skip
     return inventory
@@ -528,8 +528,8 @@ def fleet(args, workdir, results):
         check_migrated(server, args.fleet_sessions)
     finally:
         stop_server(server)
-    reports = (Path(workdir) / "reports").glob("*/shared-*.json")
-    handled_by = {json.loads(report.read_text())["handled_by"] for report in reports}
+    (report,) = (Path(workdir) / "reports-shared").glob("*/report.json")
+    handled_by = {record["handled_by"] for record in json.loads(report.read_text()).values()}
     if handled_by != {"shared-000"}:
         raise SystemExit(f"10 hosts sharing one endpoint: handled by {handled_by}, not once")
     rows["10 hosts sharing one endpoint"] = dict(

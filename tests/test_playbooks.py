@@ -136,7 +136,8 @@ SUMMARY_TASK = "TASK [storyart_session_migration : Show the summary of the run s
 STOP_TASK = "TASK [storyart_session_migration : Stop this host when a step failed]"
 MODULE_TASK = "TASK [storyart_session_migration : Run redis_db_migrate in mode {mode}]"
 INSTALL_TASK = (
-    "TASK [storyart_session_migration : Install python3-redis with the OS package manager]"
+    "TASK [storyart_session_migration : Install redis-py where asked, and announce a rate-limited "
+    "migration]"
 )
 
 
@@ -179,13 +180,15 @@ def the_table(run):
 
 
 def assert_report_files(run, hosts):
-    """One report a host, mode 0600, in a folder only the controller's user can read."""
+    """The report, a record a host, and the summary, mode 0600, in a folder only the
+    controller's user can read."""
     assert run.folder is not None, run.output
     assert stat.S_IMODE(run.folder.stat().st_mode) == 0o700
     files = sorted(path.name for path in run.folder.iterdir())
-    assert files == sorted([f"{host}.json" for host in hosts] + ["summary.txt"]), files
-    for host in hosts:
-        assert stat.S_IMODE((run.folder / f"{host}.json").stat().st_mode) == 0o600, host
+    assert files == ["report.json", "summary.txt"], files
+    for name in files:
+        assert stat.S_IMODE((run.folder / name).stat().st_mode) == 0o600, name
+    assert sorted(run.reports()) == sorted(hosts)
 
 
 def section(stdout, title):
@@ -648,10 +651,10 @@ def refused_before_anything_ran(fleet, playbook, *args, failure):
 
 @pytest.mark.parametrize(
     "playbook",
-    # The cleanup entry point takes the main one's options through a YAML merge key: its
+    # The run and cleanup entry points take the main one's options through YAML anchors: their
     # validation must hold all the same.
     [MIGRATE, CLEANUP],
-    ids=["main", "cleanup"],
+    ids=["run", "cleanup"],
 )
 def test_argument_spec_rejects_a_wrong_type_before_anything_runs(tmp_path, redis_factory, playbook):
     run = refused_before_anything_ran(
@@ -771,9 +774,8 @@ def test_two_hosts_with_a_local_connection_to_one_redis_migrate_it_once(tmp_path
 
     assert run.rc == 0, run.output
     # Both reach 127.0.0.1 on the controller: one endpoint, handled by app1 alone.
-    for mode, ran in (("preflight", "ok"), ("migrate", "changed")):
-        module = section(run.stdout, MODULE_TASK.format(mode=mode))
-        assert statuses(module) == {"app1": ran, "app2": "skipping"}, run.output
+    module = section(run.stdout, MODULE_TASK.format(mode="migrate"))
+    assert statuses(module) == {"app1": "changed", "app2": "skipping"}, run.output
     reports = run.reports()
     for host in ("app1", "app2"):
         assert reports[host]["endpoint"] == f"controller 127.0.0.1:{server.port} db 1 -> db 0"
@@ -799,6 +801,8 @@ def test_controller_mode_reaches_the_hosts_address_and_polls_in_the_playbooks_py
                 # poll the delegated run with it, and never see it finish.
                 "ansible_python_interpreter": "/nonexistent/bin/python3",
                 "storyart_session_migration_timeout": 30,
+                # Rate-limited: announced, then run in the background and polled.
+                "storyart_session_migration_max_keys_per_second": 1000,
             }
         },
     )
@@ -924,9 +928,7 @@ def test_restart_handler_is_notified_only_where_sessions_move(tmp_path, redis_fa
     assert fleet.writes() == writes_before
     assert fleet.dbs() == dbs_before
     schedule = section(
-        run.stdout,
-        "TASK [storyart_session_migration : Schedule the StoryArt restart when this host's "
-        "sessions moved]",
+        run.stdout, "TASK [storyart_session_migration : Keep this endpoint's result of mode migrate]"
     )
     # app3 runs no module but restarts too: its endpoint, handled by app2, changes.
     assert statuses(schedule) == {

@@ -221,8 +221,8 @@ def test_password_appears_in_no_output_of_a_playbook_run(leak_runs, label):
 def test_password_appears_in_no_report_file(leak_runs):
     reports = leak_runs.tmp / "reports"
     files = [path for path in reports.rglob("*") if path.is_file()]
-    # Per run: one JSON a host and summary.txt.
-    assert len(files) == len(LEAK_RUNS) * (len(LEAK_HOSTS) + 1), files
+    # Per run: report.json and summary.txt.
+    assert len(files) == len(LEAK_RUNS) * 2, files
     assert_no_leak(folders=[reports])
 
 
@@ -250,7 +250,8 @@ def test_report_folder_is_0700_and_its_files_0600_under_umask_0(leak_runs, label
     assert folder.name.endswith("-dry-run") is dry, folder
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700, folder
     files = sorted(path.name for path in folder.iterdir())
-    assert files == sorted([f"{host}.json" for host in LEAK_HOSTS] + ["summary.txt"]), files
+    assert files == ["report.json", "summary.txt"], files
+    assert sorted(run.reports()) == sorted(LEAK_HOSTS)
     for path in folder.iterdir():
         assert stat.S_IMODE(path.lstat().st_mode) == 0o600, path
     # The report dir the run created above its folder is not open to others either.
@@ -444,7 +445,7 @@ def test_validate_certs_defaults_to_true_in_the_module_and_the_role(tmp_path):
     defaults = load_yaml(ROLE / "defaults" / "main.yml")
     assert defaults["storyart_session_migration_validate_certs"] is True
     specs = load_yaml(ROLE / "meta" / "argument_specs.yml")["argument_specs"]
-    assert set(specs) == {"main", "cleanup"}
+    assert set(specs) == {"main", "run", "cleanup"}
     for entry_point, spec in specs.items():
         option = spec["options"]["storyart_session_migration_validate_certs"]
         assert (option["type"], option["default"]) == ("bool", True), entry_point
@@ -781,9 +782,8 @@ def test_role_refuses_the_same_db_given_on_the_command_line(tmp_path, redis_serv
             assert recap(run.output, host)["failed"] == 1, run.output
             assert report["status"] == "failed", (label, host)
             assert "source_db and target_db are both 0:" in report["failure"], report["failure"]
-            # Refused by the first step's own preflight (the migration announces itself with
-            # one), before it counted or wrote anything.
-            step = report["preflight" if label == "migrate" else label]
+            # Refused by the step's own checks, before it counted or wrote anything.
+            step = report[label]
             assert step["failed"] is True, (label, host, step)
             assert "counts" not in step, (label, host, step)
     assert redis_server.rdb_changes() == writes_before

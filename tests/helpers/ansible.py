@@ -210,11 +210,9 @@ class Run:
     folder: Path | None  # the report folder this run created
 
     def reports(self):
-        """The per-host JSON reports of this run, by host."""
+        """The records of this run's report, by host."""
         assert self.folder is not None, self.output
-        return {
-            path.stem: json.loads(path.read_text()) for path in sorted(self.folder.glob("*.json"))
-        }
+        return json.loads((self.folder / "report.json").read_text())
 
 
 def bare_python(tmp_path):
