@@ -129,7 +129,8 @@ def test_an_operator_dry_runs_then_migrates_with_the_collections_playbook(operat
     assert "StoryArt session migration: DRY RUN" in dry.stdout
 
     # Rate-limited, as a careful operator runs it on a busy server.
-    real = operator_repo.playbook(playbook, "-e", "storyart_session_migration_max_keys_per_second=400")
+    rate = "storyart_session_migration_max_keys_per_second=400"
+    real = operator_repo.playbook(playbook, "-e", rate)
     assert real.returncode == 0, real.stdout + real.stderr
     assert_migrated(server, names)
     # Announced first, then run in the background and polled: Ansible's own async.

@@ -135,6 +135,7 @@ def migrate_all(fleet):
 SUMMARY_TASK = "TASK [storyart_session_migration : Show the summary of the run so far]"
 STOP_TASK = "TASK [storyart_session_migration : Stop this host when a step failed]"
 MODULE_TASK = "TASK [storyart_session_migration : Run redis_db_migrate in mode {mode}]"
+RESULT_TASK = "TASK [storyart_session_migration : Keep this endpoint's result of mode {mode}]"
 INSTALL_TASK = (
     "TASK [storyart_session_migration : Install redis-py where asked, and announce a rate-limited "
     "migration]"
@@ -927,9 +928,7 @@ def test_restart_handler_is_notified_only_where_sessions_move(tmp_path, redis_fa
 
     assert fleet.writes() == writes_before
     assert fleet.dbs() == dbs_before
-    schedule = section(
-        run.stdout, "TASK [storyart_session_migration : Keep this endpoint's result of mode migrate]"
-    )
+    schedule = section(run.stdout, RESULT_TASK.format(mode="migrate"))
     # app3 runs no module but restarts too: its endpoint, handled by app2, changes.
     assert statuses(schedule) == {
         "app1": "changed",

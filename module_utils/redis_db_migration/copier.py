@@ -76,7 +76,7 @@ class Copier:
             for key, code in zip(handled, outcomes)
             if (code == COPIED and mode != "plan") or not any(match(key) for match in earlier)
         ]
-        return [key for key, _ in kept], [code for _, code in kept]
+        return [pair[0] for pair in kept], [pair[1] for pair in kept]
 
     def _read_back(self, copied):
         """Read back the keys a call copied; a key gone from both dbs has expired since."""
