@@ -266,12 +266,14 @@ def report_runs() -> list[ReportRun]:
 
 
 def check_report_files(run: ReportRun, hosts) -> None:
-    """One JSON a host and summary.txt, in a folder only the owner may enter, files 0600."""
+    """report.json (a record a host) and summary.txt, in a folder only the owner may enter,
+    files 0600."""
     assert mode_of(run.folder) == 0o700, run.folder
     names = sorted(path.name for path in run.folder.iterdir())
-    assert names == sorted([*(f"{name}.json" for name in hosts), "summary.txt"]), run.folder
+    assert names == ["report.json", "summary.txt"], run.folder
     for path in run.folder.iterdir():
         assert mode_of(path) == 0o600, path
+    assert sorted(run.records) == sorted(hosts), run.folder
     for name in hosts:
         assert name in run.summary, f"{name} missing from {run.folder}/summary.txt"
 

@@ -40,7 +40,7 @@ def records_of(run):
     return [(name, run.records[name]) for name in HOSTS]
 
 
-def test_each_run_left_one_report_per_host_and_a_summary():
+def test_each_run_left_a_record_of_every_host_and_a_summary():
     runs = report_runs()
     # check (the dry run), converge, idempotence: in that order.
     assert [run.dry_run for run in runs] == [True, False, False], [r.folder.name for r in runs]
