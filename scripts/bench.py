@@ -16,7 +16,8 @@ time (from /proc/<pid>/stat):
 - engine_dump_restore: the DUMP/RESTORE strategy.
 - module:    the redis_db_migrate module through ansible-playbook (start-up included).
 - engine_dry_run: the dry run, into a db 0 that has every session.
-With the first size only: the rate limit honoured; redis-dump-load (--peer-bin), the PyPI tool
+The floor, the engine and the unguarded engine, whose ratios are the targets, run three times
+in turn (--rounds); each keeps its median run. With the first size only: the rate limit honoured; redis-dump-load (--peer-bin), the PyPI tool
 for the job, dumping db 1 and loading db 0 with EXPIREAT; the old script's way, a round trip
 per step per key (unless --skip-baseline).
 
@@ -383,17 +384,31 @@ def one_size(args, workdir, count, first):
         t[name], cpu[name], out = measured(server, count, func)
         return out
 
+    def medians(methods):
+        """The methods the targets compare, ``args.rounds`` times in turn: each keeps its
+        median run, so a moment's noise on the machine moves no ratio."""
+        runs = {name: [] for name in methods}
+        for _ in range(args.rounds):
+            for name, func in methods.items():
+                runs[name].append(measured(server, count, func))
+        for name, results in runs.items():
+            t[name], cpu[name], _out = sorted(results, key=lambda r: r[0])[len(results) // 2]
+        return {name: sorted(r, key=lambda r: r[0])[len(r) // 2][2] for name, r in runs.items()}
+
     try:
         print(f"Seeding {count} sessions...", flush=True)
         seed(server, count)
-        method("floor", lambda: floor(server, count, batch))
-        run = method("engine", lambda: run_engine(server, batch_size=batch, probe=True))
+        unguarded = unguarded_user(server)
+        run = medians({
+            "floor": lambda: floor(server, count, batch),
+            "engine": lambda: run_engine(server, batch_size=batch, probe=True),
+            "engine_unguarded": lambda: run_engine(
+                server, settings=unguarded, batch_size=batch, memory_check=False
+            ),
+        })["engine"]  # fmt: skip
         size["engine_peak_rss_mb"] = run["peak_rss_mb"]
         size["latency"] = run["latency"]
         size["server_blocked"] = run["server_blocked"]
-        method("engine_unguarded", lambda: run_engine(
-            server, settings=unguarded_user(server), batch_size=batch, memory_check=False,
-        ))  # fmt: skip
         method("engine_dump_restore", lambda: run_engine(server, strategy="dump-restore",
                                                          batch_size=batch))  # fmt: skip
         method("module", lambda: run_module(server, workdir, batch))
@@ -564,6 +579,10 @@ def main():
         help="sizes to measure, smallest first; none: skip",
     )  # fmt: skip
     parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument(
+        "--rounds", type=int, default=3,
+        help="runs of the floor, the engine and the unguarded engine, in turn; the median counts",
+    )  # fmt: skip
     parser.add_argument(
         "--rate", type=int, default=100_000, help="keys/s for the rate run; 0: skip"
     )
