@@ -17,9 +17,10 @@ time (from /proc/<pid>/stat):
 - module:    the redis_db_migrate module through ansible-playbook (start-up included).
 - engine_dry_run: the dry run, into a db 0 that has every session.
 The floor, the engine and the unguarded engine, whose ratios are the targets, run three times
-in turn (--rounds); each keeps its median run. With the first size only: the rate limit honoured; redis-dump-load (--peer-bin), the PyPI tool
-for the job, dumping db 1 and loading db 0 with EXPIREAT; the old script's way, a round trip
-per step per key (unless --skip-baseline).
+in turn (--rounds); each keeps its median run. With the first size only: the rate limit
+honoured; redis-dump-load (--peer-bin), the PyPI tool for the job, dumping db 1 and loading
+db 0 with EXPIREAT; the old script's way, a round trip per step per key (unless
+--skip-baseline).
 
 Large sessions: 100 KB to 2 MB of incompressible bytes, with COPY and DUMP/RESTORE, with the
 byte budget and without: the longest server call and the latency another client sees.
