@@ -36,30 +36,30 @@ from .servers import (
 )
 from .tls import make_certificates, start_tls_server
 
+# Helpers loaded on first use, by the module of this package each comes from.
+_LAZY = {
+    **dict.fromkeys(
+        ("ANSIBLE", "ANSIBLE_DOC", "ANSIBLE_PLAYBOOK", "BIN", "CLEANUP", "CONFIRM", "MIGRATE",
+         "Run", "ansible_env", "bare_python", "play", "recap", "run_ansible", "run_module",
+         "run_tasks", "task_status", "tcp_args", "write_inventory"),
+        "ansible",
+    ),
+    "call_module": "module",
+    **dict.fromkeys(
+        ("FQCN", "TARBALL", "VERSION", "OperatorRepo", "build_collection", "run_checked"),
+        "collection",
+    ),
+}  # fmt: skip
+
+# What this package imports at once, then what it loads on first use.
 __all__ = [
-    "ANSIBLE",
-    "ANSIBLE_DOC",
-    "ANSIBLE_PLAYBOOK",
-    "BIN",
-    "CLEANUP",
-    "CONFIRM",
     "DEBUG_CONFIG",
-    "FQCN",
     "INDEX",
-    "MIGRATE",
     "PATTERN",
     "REDIS_SERVER",
     "ROOT",
     "SESSION",
-    "TARBALL",
-    "VERSION",
-    "OperatorRepo",
     "RedisServer",
-    "Run",
-    "ansible_env",
-    "bare_python",
-    "build_collection",
-    "call_module",
     "content",
     "data_of",
     "engine",
@@ -69,54 +69,16 @@ __all__ = [
     "hello",
     "make_certificates",
     "options",
-    "play",
-    "recap",
     "run",
-    "run_ansible",
-    "run_checked",
-    "run_module",
-    "run_tasks",
     "seed_sessions",
     "seed_with_overlap",
     "server_version",
     "snapshot",
     "start_tls_server",
-    "task_status",
-    "tcp_args",
     "wait_for",
-    "write_inventory",
     "zset",
 ]
-
-
-# Names of the Ansible helpers, and the module of this package each comes from.
-_LAZY = {name: "ansible" for name in (
-    "ANSIBLE",
-    "ANSIBLE_DOC",
-    "ANSIBLE_PLAYBOOK",
-    "BIN",
-    "CLEANUP",
-    "CONFIRM",
-    "MIGRATE",
-    "Run",
-    "ansible_env",
-    "bare_python",
-    "play",
-    "recap",
-    "run_ansible",
-    "run_module",
-    "run_tasks",
-    "task_status",
-    "tcp_args",
-    "write_inventory",
-)}  # fmt: skip
-_LAZY["call_module"] = "module"
-_LAZY.update(
-    dict.fromkeys(
-        ("FQCN", "TARBALL", "VERSION", "OperatorRepo", "build_collection", "run_checked"),
-        "collection",
-    )
-)
+__all__ += list(_LAZY)
 
 
 def __getattr__(name):
