@@ -392,9 +392,10 @@ def one_size(args, workdir, count, first):
         for _ in range(args.rounds):
             for name, func in methods.items():
                 runs[name].append(measured(server, count, func))
+        outs = {}
         for name, results in runs.items():
-            t[name], cpu[name], _out = sorted(results, key=lambda r: r[0])[len(results) // 2]
-        return {name: sorted(r, key=lambda r: r[0])[len(r) // 2][2] for name, r in runs.items()}
+            t[name], cpu[name], outs[name] = sorted(results, key=lambda r: r[0])[len(results) // 2]
+        return outs
 
     try:
         print(f"Seeding {count} sessions...", flush=True)
@@ -414,7 +415,7 @@ def one_size(args, workdir, count, first):
                                                          batch_size=batch))  # fmt: skip
         method("module", lambda: run_module(server, workdir, batch))
         # A dry run into a full db 0, as before a rerun: everything is classified present.
-        server.client(0).flushdb()
+        reset_target(server)
         floor(server, count, batch)
         t["engine_dry_run"] = run_engine(server, dry_run=True, batch_size=batch)["seconds"]
         if first and args.rate:
@@ -457,12 +458,14 @@ def every_size(args, workdir, results):
     sizes = results["sizes"] = [
         one_size(args, workdir, count, first=n == 0) for n, count in enumerate(args.sessions)
     ]
-    # Linear cost: the engine's time per session at each size against the smallest.
-    smallest = sizes[0]["microseconds_per_session"]["engine"]
-    results["engine_time_per_session_vs_smallest"] = {
-        str(size["sessions"]): round(size["microseconds_per_session"]["engine"] / smallest, 2)
-        for size in sizes
-    }
+    # Linear cost: the time per session at each size against the smallest, the engine's and,
+    # to tell the server's own growth from the engine's, the floor's.
+    for method in ("engine", "floor"):
+        smallest = sizes[0]["microseconds_per_session"][method]
+        results[f"{method}_time_per_session_vs_smallest"] = {
+            str(size["sessions"]): round(size["microseconds_per_session"][method] / smallest, 2)
+            for size in sizes
+        }
     results["engine_peak_rss_mb"] = max(size["engine_peak_rss_mb"] for size in sizes)
 
 
