@@ -777,6 +777,9 @@ def test_two_hosts_with_a_local_connection_to_one_redis_migrate_it_once(tmp_path
     # Both reach 127.0.0.1 on the controller: one endpoint, handled by app1 alone.
     module = section(run.stdout, MODULE_TASK.format(mode="migrate"))
     assert statuses(module) == {"app1": "changed", "app2": "skipping"}, run.output
+    # No rate limit: one foreground module call, neither announced nor polled in the background.
+    assert MODULE_TASK.format(mode="preflight") not in run.stdout, run.output
+    assert "ASYNC" not in run.stdout, run.output
     reports = run.reports()
     for host in ("app1", "app2"):
         assert reports[host]["endpoint"] == f"controller 127.0.0.1:{server.port} db 1 -> db 0"
