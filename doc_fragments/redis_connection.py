@@ -55,7 +55,28 @@ options:
     type: float
     default: 5
   socket_timeout:
-    description: Seconds to wait for any one reply. A batch is one reply.
+    description:
+      - Seconds to wait for any one reply. A batch is one reply, and so is its wait for the
+        replicas, so keep it above O(replica_timeout).
     type: float
     default: 30
+  sentinel_hosts:
+    description:
+      - Redis Sentinels to ask for the primary of O(sentinel_service_name), each as
+        C(host:port). With them the module connects to the primary the Sentinels name now,
+        and to nothing else; O(login_host) and O(login_port) are ignored.
+      - A failover during the run stops it; a rerun asks the Sentinels again.
+      - The Sentinels are reached with the same TLS options as the server.
+    type: list
+    elements: str
+    default: []
+  sentinel_service_name:
+    description: Name of the service the Sentinels monitor (C(sentinel monitor <name> ...)).
+    type: str
+  sentinel_username:
+    description: ACL user on the Sentinels, when they require one.
+    type: str
+  sentinel_password:
+    description: Password of the Sentinels (of O(sentinel_username)). Never shown in any output.
+    type: str
 """

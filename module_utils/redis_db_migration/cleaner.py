@@ -49,7 +49,7 @@ class Cleaner:
         session.in_calls(
             report,
             keys,
-            lambda pending: session.scripts.cleanup(keys=pending, args=args),
+            lambda pending: session.write(session.scripts.cleanup, keys=pending, args=args),
             # The script has no per-key errors: its reads and UNLINK fail whole calls only.
             lambda handled, reply: report.tally(handled, reply[2], KINDS),
         )

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .errors import MigrationError
 from .options import option
 from .redis_py import redis
+from .sentinel import parse_address
 
 try:
     from redis.backoff import NoBackoff
@@ -32,6 +33,11 @@ class ConnectionSettings:
     client_key_file: str | None = option("path", None)
     connect_timeout: float = option("float", 5.0)
     socket_timeout: float = option("float", 30.0)
+    # Sentinel: with these the primary is asked of the Sentinels, and host and port are theirs.
+    sentinel_hosts: tuple = option("list", (), elements="str")
+    sentinel_service_name: str | None = option("str", None)
+    sentinel_username: str | None = option("str", None)
+    sentinel_password: str | None = option("str", None, no_log=True, shown=False)
 
     @property
     def endpoint(self):
@@ -69,9 +75,46 @@ class ConnectionSettings:
         for name in ("connect_timeout", "socket_timeout"):
             if getattr(self, name) <= 0:
                 raise MigrationError(f"{name} must be a positive number of seconds.")
+        self._validate_sentinel()
+
+    def _validate_sentinel(self):
+        if bool(self.sentinel_hosts) != bool(self.sentinel_service_name):
+            raise MigrationError(
+                "sentinel_hosts and sentinel_service_name go together: give the Sentinels "
+                "as host:port and the name of the service they monitor, or neither."
+            )
+        wrong = [text for text in self.sentinel_hosts if parse_address(text) is None]
+        if wrong:
+            raise MigrationError(
+                f"sentinel_hosts must be host:port entries with a port from 1 to 65535, not "
+                f"{', '.join(repr(text) for text in wrong)}. Write e.g. 10.0.0.5:26379."
+            )
+        if self.sentinel_hosts and self.unix_socket:
+            raise MigrationError(
+                "login_unix_socket cannot be used with sentinel_hosts: Sentinel names the "
+                "primary by host and port. Drop one of the two."
+            )
+
+    def at(self, host, port):
+        """These settings, aimed at ``host``:``port`` (the primary a Sentinel named)."""
+        return replace(self, host=host, port=port)
+
+    def tls_kwargs(self):
+        """redis-py's TLS arguments, for the server and the Sentinels alike."""
+        if not self.tls:
+            return {}
+        return dict(
+            ssl=True,
+            ssl_cert_reqs="required" if self.validate_certs else "none",
+            ssl_check_hostname=self.validate_certs,
+            ssl_ca_certs=self.ca_certs,
+            ssl_certfile=self.client_cert_file,
+            ssl_keyfile=self.client_key_file,
+        )
 
     def client(self, db, **extra):
-        """A redis-py client on ``db`` that returns bytes and never retries on its own."""
+        """A redis-py client on ``db`` that returns bytes and never retries on its own. Pass
+        ``redis_connect_func`` to check each connection it opens (primary.PrimaryWatch)."""
         kwargs = dict(
             extra,
             db=db,
@@ -86,20 +129,13 @@ class ConnectionSettings:
             kwargs["unix_socket_path"] = self.unix_socket
         else:
             kwargs.update(host=self.host, port=self.port)
-        if self.tls:
-            kwargs.update(
-                ssl=True,
-                ssl_cert_reqs="required" if self.validate_certs else "none",
-                ssl_check_hostname=self.validate_certs,
-                ssl_ca_certs=self.ca_certs,
-                ssl_certfile=self.client_cert_file,
-                ssl_keyfile=self.client_key_file,
-            )
+        kwargs.update(self.tls_kwargs())
         return redis.Redis(**kwargs)
 
     def scrub(self, text):
-        """Remove the password from ``text``, whatever produced it."""
+        """Remove the passwords from ``text``, whatever produced it."""
         text = str(text)
-        if self.password:
-            text = text.replace(self.password, "********")
+        for secret in (self.password, self.sentinel_password):
+            if secret:
+                text = text.replace(secret, "********")
         return text

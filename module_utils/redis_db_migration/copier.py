@@ -50,8 +50,11 @@ class Copier:
         cursor, rest = "0", []
         while cursor or rest:
             session.hooks.before_batch(rest)
-            reply = session.scripts.copy(args=[*args, cursor, pattern, *skip, *rest])
+            reply, stop = session.write(
+                session.scripts.copy, args=[*args, cursor, pattern, *skip, *rest]
+            )
             ended, spent, handled, outcomes, used, ceiling, evicted, need, cursor, rest = reply
+            session.stop_on_node_errors(code for code in outcomes if not isinstance(code, int))
             handled, outcomes = self._not_counted_before(handled, outcomes, earlier, mode)
             report.found += len(handled)
             report.copy_bytes += spent
@@ -59,7 +62,11 @@ class Copier:
                 report.failed += 1
                 report.add_error(key, session.settings.scrub(display(error)))
             if mode != "plan":
-                self._read_back([key for key, code in zip(handled, outcomes) if code == COPIED])
+                copied = [key for key, code in zip(handled, outcomes) if code == COPIED]
+                self._read_back(copied)
+                if stop:
+                    report.unacknowledged += len(copied)
+                    raise stop
             session.hooks.after_batch(handled)
             if ended in (MEMORY, EVICTED):
                 raise session.guard.stop(ended, need, used + spent, ceiling, evicted)
@@ -105,12 +112,15 @@ class Copier:
 
         def page(cursor):
             session.hooks.before_index_page(name)
-            reply = session.scripts.index(keys=[name], args=[*args, cursor, count])
-            return reply[1], reply
+            reply, stop = session.write(
+                session.scripts.index, keys=[name], args=[*args, cursor, count]
+            )
+            return reply[1], (stop, *reply)
 
-        for ended, _cursor, added, present, orphans, members, error, *memory in pages(page):
+        for stop, ended, _cursor, added, present, orphans, members, error, *memory in pages(page):
             if ended != DONE:
                 raise session.guard.stop(ended, *memory)
+            session.stop_on_node_errors([error] if error else [])
             index.found += len(members)
             if error:
                 index.failed += len(members)
@@ -122,6 +132,9 @@ class Copier:
                 if mode != "plan" and members:
                     session.hooks.after_index_page(name, members)
                     self._read_back_members(index, members)
+            if stop:
+                self.report.unacknowledged += added
+                raise stop
             session.pace(len(members))
 
     def _read_back_members(self, index, members):

@@ -26,6 +26,11 @@ class GuardStop(Exception):
     """The memory guard stopped the run; the message says why and what to do."""
 
 
+class FailoverStop(Exception):
+    """The primary watch stopped the run: the node is no longer the primary it started on, or
+    the replicas did not acknowledge its writes. The message says what happened."""
+
+
 def describe_error(exc, settings, action):
     """An operator-facing sentence for a redis-py exception: what failed, where, what to do.
 

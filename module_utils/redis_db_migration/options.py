@@ -71,6 +71,11 @@ class MigrationOptions:
     full_verify: bool = option("bool", False)
     max_batch_bytes: int = option("int", 0)
     memory_headroom: int = option("int", 10)
+    # Replicas that must acknowledge each call's writes; None: every replica connected at the
+    # start (none on a standalone server).
+    min_replicas: int | None = option("int", None)
+    replica_timeout: float = option("float", 10.0)
+    wait_aof: bool = option("bool", False)
 
     def validate(self):
         for name in ("source_db", "target_db"):
@@ -99,6 +104,12 @@ class MigrationOptions:
         self._check_range("max_batch_bytes", 0, None, "0 (sized for each kind of call) or more")
         self._check_range("memory_headroom", 0, 90, "a percentage from 0 to 90")
         self._check_range("max_keys_per_second", 0, None, "0 (no limit) or more")
+        if self.min_replicas is not None:
+            self._check_range("min_replicas", 0, None, "0 (wait for no replica) or more")
+        if not self.replica_timeout > 0:
+            raise MigrationError(
+                f"replica_timeout must be a positive number of seconds, not {self.replica_timeout}."
+            )
 
     def _check_range(self, name, low, high, what=None):
         value = getattr(self, name)

@@ -66,6 +66,10 @@ class Report:
     aborted: str | None = None
     # Checks this run could not make, each with why: e.g. MEMORY USAGE denied.
     checks_not_run: list = field(default_factory=list)
+    # The primary watch (primary.PrimaryWatch.as_dict), and the writes of the call whose
+    # replicas did not acknowledge them.
+    replication: dict = field(default_factory=dict)
+    unacknowledged: int = 0
 
     def __post_init__(self):
         for kind in self.SAMPLE_KINDS:
@@ -111,6 +115,10 @@ class Report:
         )
 
     def _tail(self, parts):
+        if self.unacknowledged:
+            parts.append(
+                f"NOT ACKNOWLEDGED by the replicas: {self.unacknowledged} writes of the last call"
+            )
         parts.extend(f"NOT CHECKED: {check}" for check in self.checks_not_run)
         parts.append(f"{self.duration:.2f}s, {self.keys_per_second} keys/s")
         if self.aborted:
@@ -154,6 +162,8 @@ class Report:
             keys_per_second=self.keys_per_second,
             aborted=self.aborted,
             checks_not_run=self.checks_not_run,
+            replication=self.replication,
+            unacknowledged=self.unacknowledged,
             msg=self.summary(),
         )
 
@@ -208,6 +218,20 @@ class MigrationReport(Report):
             and self.verified is not False
         )
 
+    def _acknowledged(self):
+        """What "verified" rests on beyond this node: the replicas that acknowledged every
+        write, and the primary the Sentinels still name."""
+        watch = self.replication
+        if not watch.get("confirmed"):
+            return ""
+        replicas, service = watch["min_replicas"], watch["sentinel_service"]
+        words = ""
+        if replicas:
+            words += f", every write acknowledged by {replicas} replica{'s' * (replicas != 1)}"
+        if service:
+            words += f", still the primary of Sentinel service '{service}'"
+        return words
+
     def add_missing(self, what):
         self.missing += 1
         if len(self.missing_sample) < ERROR_LIST_SIZE:
@@ -237,7 +261,7 @@ class MigrationReport(Report):
             parts.append("verification not run" + (" (dry run)" if self.dry_run else ""))
         elif self.verified:
             full = "; every session read again: all in db {target}" if self.full_check else ""
-            parts.append("verified" + full.format(target=target))
+            parts.append("verified" + full.format(target=target) + self._acknowledged())
         elif self.missing:
             parts.append(f"VERIFICATION FAILED: {self.missing} missing in db {target}")
         else:
@@ -268,7 +292,10 @@ class MigrationReport(Report):
             for index in self.indexes
         )
         if self.verified:
-            parts.append(f"verified: everything in db {self.source_db} is in db {target}")
+            parts.append(
+                f"verified: everything in db {self.source_db} is in db {target}"
+                + self._acknowledged()
+            )
         elif self.verified is False:
             parts.append(
                 f"NOT VERIFIED: {self.migrated} keys and {self.index_total('added')} index "

@@ -9,7 +9,7 @@ from .errors import MigrationError
 from .reports import MigrationReport, result_header
 from .session import Session
 from .verifier import full_check, verify_session
-from .wording import memory_line, not_checked, plan_line
+from .wording import memory_line, not_checked, plan_line, replication_line
 
 MODES = ("preflight", "migrate", "verify", "cleanup")
 
@@ -35,12 +35,17 @@ def preflight(settings, options):
 
 
 def _run(settings, options, hooks, mode, operation):
+    session = None
     try:
-        return operation(Session(settings, options, hooks).connect(mode))
+        session = Session(settings, options, hooks)
+        return operation(session.connect(mode))
     except MigrationError as exc:
         if exc.report is not None and exc.report.aborted:
             exc.report.aborted = settings.scrub(exc.report.aborted)
         raise MigrationError(settings.scrub(exc), report=exc.report) from None
+    finally:
+        if session is not None:
+            session.close()
 
 
 def _migrate_session(session):
@@ -68,8 +73,10 @@ def _preflight_session(session):
         strategy=session.strategy,
         memory=memory,
         checks_not_run=session.checks_not_run,
+        replication=session.watch.as_dict(),
         msg=(
-            f"Redis {facts.version_text} at {settings.endpoint} is ready: primary, dbs "
+            f"Redis {facts.version_text} at {settings.endpoint} is ready: "
+            f"{replication_line(session.watch)}, dbs "
             f"{options.source_db} and {options.target_db} exist, strategy {session.strategy}, "
             f"{memory_line(memory)}{plan_line(memory, options.max_keys_per_second)}"
             f"{not_checked(session.checks_not_run)}"

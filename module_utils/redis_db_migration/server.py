@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from .errors import MigrationError, describe_error, is_noperm, is_unknown_command
 from .keys import as_bytes, display
 from .redis_py import redis_errors
+from .sentinel import address_text
 
 
 @dataclass
@@ -23,6 +24,13 @@ class ServerFacts:
     maxmemory_policy: str | None = None
     total_system_memory: int | None = None
     evicted_keys: int | None = None
+    # Who this node is, for the primary watch: unknown (None) without INFO.
+    run_id: str | None = None
+    replication_id: str | None = None
+    master: str | None = None  # a replica's primary, host:port
+    replicas: tuple = ()  # online replicas: (host:port, acknowledged offset)
+    repl_offset: int | None = None
+    aof_enabled: bool | None = None
 
     @property
     def version_text(self):
@@ -63,6 +71,29 @@ def read_facts(session):
         maxmemory_policy=info.get("maxmemory_policy"),
         total_system_memory=info.get("total_system_memory"),
         evicted_keys=info.get("evicted_keys"),
+        **replication_facts(info) if readable else {},
+    )
+
+
+def replication_facts(info):
+    """Who the node is and who replicates it, from INFO (parsed by redis-py)."""
+    master = None
+    if info.get("master_host"):
+        master = address_text(display(info["master_host"]), info.get("master_port"))
+    replicas = []
+    for name, value in info.items():
+        listed = re.fullmatch(r"(slave|replica)\d+", str(name)) and isinstance(value, dict)
+        if listed and display(value.get("state", "")) == "online":
+            address = address_text(display(value.get("ip")), value.get("port"))
+            replicas.append((address, int(value.get("offset", 0))))
+    aof = info.get("aof_enabled")
+    return dict(
+        run_id=display(info["run_id"]) if "run_id" in info else None,
+        replication_id=display(info["master_replid"]) if "master_replid" in info else None,
+        master=master,
+        replicas=tuple(replicas),
+        repl_offset=info.get("master_repl_offset"),
+        aof_enabled=None if aof is None else bool(int(aof)),
     )
 
 
@@ -100,9 +131,13 @@ def check_server(facts, settings, options):
             f"standalone Redis."
         )
     if facts.role not in ("master", "primary"):
+        of = f" of {facts.master}" if facts.master else ""
+        primary = facts.master or "the primary"
         raise MigrationError(
-            f"Redis at {endpoint} is a replica ({facts.role}): writes there are refused or "
-            f"lost at the next sync. Point login_host/login_port at the primary."
+            f"Redis at {endpoint} is a replica{of} ({facts.role}): writes there are refused "
+            f"or lost at the next sync. Nothing was written. Point login_host/login_port at "
+            f"{primary}, or set sentinel_hosts and sentinel_service_name so that the module "
+            f"asks Sentinel for the primary."
         )
     for name in ("source_db", "target_db"):
         db = getattr(options, name)
@@ -114,9 +149,9 @@ def check_server(facts, settings, options):
             )
 
 
-def open_db(settings, db):
+def open_db(settings, db, **extra):
     """A client on ``db``, once SELECT has proved the db exists."""
-    client = settings.client(db=db)
+    client = settings.client(db=db, **extra)
     try:
         client.ping()
     except redis_errors.ResponseError as exc:

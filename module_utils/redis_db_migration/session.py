@@ -7,9 +7,9 @@ from __future__ import annotations
 import time
 from collections import namedtuple
 
-from .errors import GuardStop, MigrationError, describe_error, is_auth_failure
+from .errors import FailoverStop, GuardStop, MigrationError, describe_error, is_auth_failure
 from .hooks import Hooks
-from .keys import as_bytes, batched, glob_matcher
+from .keys import as_bytes, batched, display, glob_matcher
 from .lua import BUDGET, DONE
 from .lua_cleanup import CLEANUP_SCRIPT
 from .lua_copy import COPY_SCRIPT, INDEX_SCRIPT
@@ -17,7 +17,9 @@ from .lua_preflight import ESTIMATE_SCRIPT, PROBE_SCRIPT
 from .memory import MemoryGuard
 from .pacing import Pacer
 from .permissions import COPYING_MODES, check_commands, pick_strategy, unavailable_commands
+from .primary import PrimaryWatch, is_node_error
 from .redis_py import redis_errors, redis_py_problem
+from .sentinel import SentinelService
 from .server import check_index_types, check_server, open_db, read_facts
 
 # Bytes of MEMORY USAGE one server call may work through when max_batch_bytes is 0, by what the
@@ -54,16 +56,26 @@ class Session:
         self.checks_not_run = []
         self.guard = MemoryGuard(self)
         self.pacer = Pacer(options.max_keys_per_second)
+        self.sentinel = SentinelService(settings) if settings.sentinel_hosts else None
+        self.watch = None
         # What the run is doing, for the message when it is cut short.
         self.action = "connecting"
 
     def connect(self, mode):
         """Reach the server and check it can take a run of ``mode`` (preflight, migrate,
-        verify or cleanup): every command the run will send is probed first."""
+        verify or cleanup): every command the run will send is probed first. Through
+        Sentinel, the server is the primary the Sentinels name now."""
+        if self.sentinel:
+            self.settings = self.settings.at(*self.sentinel.primary())
         self.facts = read_facts(self)
         check_server(self.facts, self.settings, self.options)
-        self.source = open_db(self.settings, self.options.source_db)
-        self.target = open_db(self.settings, self.options.target_db)
+        self.watch = PrimaryWatch(self, self.sentinel)
+        refusal = self.watch.refusal() if mode != "verify" else None
+        if refusal:
+            raise MigrationError(refusal)
+        watched = dict(redis_connect_func=self.watch.on_connect)
+        self.source = open_db(self.settings, self.options.source_db, **watched)
+        self.target = open_db(self.settings, self.options.target_db, **watched)
         check_index_types(self)
         *scripts, probe = self._load_scripts(
             COPY_SCRIPT, INDEX_SCRIPT, CLEANUP_SCRIPT, ESTIMATE_SCRIPT, PROBE_SCRIPT
@@ -87,6 +99,15 @@ class Session:
             )
         return scripts
 
+    def close(self):
+        for client in (self.source, self.target):
+            if client is not None:
+                client.close()
+        if self.watch:
+            self.watch.close()
+        elif self.sentinel:
+            self.sentinel.close()
+
     def call(self, func, action):
         """``func()``; a Redis error becomes a MigrationError that says what failed where."""
         try:
@@ -104,6 +125,29 @@ class Session:
             checks_not_run=list(self.checks_not_run),
             **fields,
         )
+
+    def write(self, script, keys=(), args=()):
+        """Run a script that writes and, in the same round trip, wait until the replicas have
+        acknowledged its writes. Returns its reply, and None or the FailoverStop to raise once
+        the reply is counted. A failover a Sentinel announced stops the run before the call."""
+        self.watch.check()
+        if self.options.dry_run or not self.watch.waits:
+            return script(keys=keys, args=args), None
+        pipe = self.source.pipeline(transaction=False)
+        pipe.evalsha(script.sha, len(keys), *keys, *args)
+        self.watch.queue_wait(pipe)
+        replies = pipe.execute(raise_on_error=False)
+        for reply in replies:
+            if isinstance(reply, Exception):
+                raise reply
+        return replies[0], self.watch.acknowledged(replies[1])
+
+    def stop_on_node_errors(self, errors):
+        """Stop at the first error of a call that says the node is no longer a writable
+        primary: the rest of the keys would only fail the same way."""
+        for error in errors:
+            if is_node_error(error):
+                raise self.watch.stop_for(display(error))
 
     @property
     def sized(self):
@@ -144,24 +188,29 @@ class Session:
 
     def in_calls(self, report, keys, call, handle):
         """Hand ``keys`` to one script ``call`` after another until each is handled: a call
-        stops at its byte budget and the next takes the rest. ``handle`` gets each call's keys
-        and reply. A call the server refuses as a whole fails its keys in ``report``."""
+        stops at its byte budget and the next takes the rest. ``call`` returns what write()
+        does; ``handle`` gets each call's keys and reply. A call the server refuses as a whole
+        fails its keys in ``report``."""
         pending = keys
         while pending:
             try:
-                reply = call(pending)
+                reply, stop = call(pending)
                 ended, outcomes = reply[0], reply[2]
                 if ended == DONE and len(outcomes) != len(pending):
                     raise redis_errors.ResponseError(
                         f"a script returned {len(outcomes)} outcomes for {len(pending)} keys"
                     )
             except redis_errors.ResponseError as exc:
+                if is_node_error(exc):
+                    raise
                 error = self.settings.scrub(exc)
                 report.failed += len(pending)
                 for key in pending:
                     report.add_error(key, error)
                 return
             handle(pending[: len(outcomes)], reply)
+            if stop:
+                raise stop
             if ended != BUDGET:
                 return
             pending = pending[len(outcomes) :]
@@ -186,19 +235,26 @@ class Session:
         return max(1, min(size, int(budget // max(average, 1))))
 
     def timed(self, report, work):
-        """Run ``work`` into ``report``; a lost connection or the memory guard stops it with
-        the counts so far."""
+        """Run ``work`` into ``report``, then confirm the primary is the one it started on; a
+        failover, a lost connection or the memory guard stops it with the counts so far."""
         self.pacer.start()
         started = time.monotonic()
-        rerun = "once Redis answers"
+        rerun, failover = "once Redis answers", False
         try:
             work()
+            self.watch.confirm()
         except GuardStop as exc:
             report.aborted = str(exc)
             rerun = "then"
+        except FailoverStop as exc:
+            report.aborted, failover = str(exc), True
         except redis_errors.RedisError as exc:
-            if isinstance(exc, redis_errors.ConnectionError) and not is_auth_failure(exc):
-                # It answered a moment ago: advice about where it listens would mislead.
+            if is_node_error(exc):
+                report.aborted, failover = str(self.watch.stop_for(exc)), True
+            elif isinstance(exc, redis_errors.ConnectionError) and not is_auth_failure(exc):
+                # It answered a moment ago: advice about where it listens would mislead. Under
+                # Sentinel a lost primary is a failover under way.
+                failover = bool(self.sentinel)
                 report.aborted = self.settings.scrub(
                     f"Lost the connection to Redis at {self.settings.endpoint} while "
                     f"{self.action}: {str(exc).rstrip('.')}"
@@ -207,14 +263,25 @@ class Session:
                 report.aborted = describe_error(exc, self.settings, self.action).rstrip(".")
         finally:
             report.duration = time.monotonic() - started
-        if report.aborted:
+            report.replication = self.watch.as_dict()
+        if not report.aborted:
+            return report
+        if failover:
+            where = "through Sentinel, which finds" if self.sentinel else "against"
             raise MigrationError(
                 f"{report.aborted}. Counts so far: {report.summary()}. The source db was not "
-                f"written, and what the counts say was copied was read back; rerun {rerun}: it "
-                f"skips what is already done.",
+                f"written. What the counts say was copied was read back on "
+                f"{self.settings.endpoint}, but a failover may lose what the replicas did not "
+                f"acknowledge: rerun {where} the primary now; it copies only what that primary "
+                f"lacks.",
                 report=report,
             )
-        return report
+        raise MigrationError(
+            f"{report.aborted}. Counts so far: {report.summary()}. The source db was not "
+            f"written, and what the counts say was copied was read back; rerun {rerun}: it "
+            f"skips what is already done.",
+            report=report,
+        )
 
 
 def each(client, command, keys, *args):

@@ -53,3 +53,14 @@ def plan_line(memory, rate):
 def not_checked(checks):
     """The checks that did not run, as the end of a summary line."""
     return "".join(f"; NOT CHECKED: {check}" for check in checks)
+
+
+def replication_line(watch):
+    """The primary and its replicas, as preflight announces them."""
+    via = f" (Sentinel service '{watch.sentinel.name}')" if watch.sentinel else ""
+    count = len(watch.replicas)
+    line = f"primary{via}, {count} replica{'s' * (count != 1)} online"
+    if watch.waits:
+        line += f", each call's writes wait for {watch.min_replicas} (replica_timeout "
+        line += f"{watch.timeout_ms / 1000:g} s{', WAITAOF' if watch.wait_aof else ''})"
+    return line

@@ -1,0 +1,271 @@
+"""The primary watch: a run writes to one primary, and speaks of its writes only while that holds.
+
+At the start it records who the primary is: its run_id and replication ID, the Sentinels'
+answer when they are used, and the replicas connected. Then, through the run:
+
+* every connection the run opens, and any that redis-py reopens on its own after the server
+  closed one (as Sentinel does when it demotes a primary), must reach that same node, still a
+  primary with the same replication history: no silent reconnect carries a run to another node;
+* each call that writes waits, in the same round trip, until ``min_replicas`` replicas have
+  acknowledged it (WAIT, or WAITAOF);
+* a READONLY, LOADING or MASTERDOWN reply stops the run, and so does a Sentinel announcing a
+  new primary (+switch-master, read from a subscription with no round trip of its own);
+* before the verdict, the node and the Sentinels are asked once more.
+
+Whatever breaks these stops the run at once with what happened, in words: "failover: the primary
+moved from A to B", "this node was demoted to a replica of C".
+"""
+
+from __future__ import annotations
+
+from .errors import FailoverStop, MigrationError
+from .keys import display
+from .redis_py import redis_errors
+from .sentinel import address_text
+
+# Replies that say the node is no longer a primary that can take the run's writes.
+NODE_ERRORS = ("READONLY", "LOADING", "MASTERDOWN")
+
+_ConnectionError = redis_errors.ConnectionError if redis_errors else Exception
+
+
+class NodeChanged(_ConnectionError):
+    """A connection the run opened reached a node that is not the primary it started on. A
+    redis-py error, so that redis-py closes the connection before it is raised."""
+
+
+def is_node_error(error):
+    """Whether a reply or exception says the node stopped being a writable primary."""
+    if redis_errors and isinstance(
+        error, (NodeChanged, redis_errors.ReadOnlyError, redis_errors.BusyLoadingError)
+    ):
+        return True
+    return display(error).upper().startswith(NODE_ERRORS)
+
+
+def parse_info(text):
+    """INFO's reply as a dict of text: what a connection being opened reads, before redis-py's
+    reply parsing."""
+    found = {}
+    for line in display(text).splitlines():
+        name, sep, value = line.partition(":")
+        if sep and not line.startswith("#"):
+            found[name] = value.strip()
+    return found
+
+
+class PrimaryWatch:
+    """Watches the primary of one session; see the module's docstring."""
+
+    def __init__(self, session, sentinel=None):
+        facts, options = session.facts, session.options
+        self.session = session
+        self.sentinel = sentinel
+        self.endpoint = session.settings.endpoint
+        self.run_id = facts.run_id
+        self.replication_id = facts.replication_id
+        self.replicas = [address for address, _offset in facts.replicas]
+        self.min_replicas = (
+            len(self.replicas) if options.min_replicas is None else options.min_replicas
+        )
+        self.wait_aof = options.wait_aof
+        self.timeout_ms = max(1, round(options.replica_timeout * 1000))
+        self.acknowledged_calls = 0
+        self.confirmed = None
+        self.subscribed = bool(sentinel) and sentinel.watch()
+
+    @property
+    def waits(self):
+        """Whether each call that writes waits for acknowledgements."""
+        return self.min_replicas > 0 or self.wait_aof
+
+    def refusal(self):
+        """Why this run cannot be watched as asked, before anything is written; or None."""
+        facts, endpoint = self.session.facts, self.endpoint
+        connected = len(self.replicas)
+        if self.min_replicas > connected:
+            return (
+                f"min_replicas is {self.min_replicas} but {connected} replica"
+                f"{'' if connected == 1 else 's'} of Redis at {endpoint} "
+                f"{'is' if connected == 1 else 'are'} connected and online: no write could be "
+                f"acknowledged. Nothing was written. Lower min_replicas, or bring the replicas "
+                f"back first."
+            )
+        if self.wait_aof and facts.version < (7, 2):
+            return (
+                f"wait_aof needs WAITAOF, which Redis {facts.version_text} at {endpoint} lacks "
+                f"(it came with 7.2). Nothing was written. Set wait_aof: false."
+            )
+        if self.wait_aof and facts.aof_enabled is False:
+            return (
+                f"wait_aof waits for the primary's own AOF, but Redis at {endpoint} has "
+                f"appendonly no. Nothing was written. Set wait_aof: false, or appendonly yes."
+            )
+        return None
+
+    def on_connect(self, connection):
+        """redis-py's ``redis_connect_func``: the handshake, then the node's identity, on every
+        connection the run's clients open, first or reopened."""
+        connection.on_connect()
+        reopened = getattr(connection, "storyart_opened", False)
+        connection.storyart_opened = True
+        if self.run_id is None:
+            if reopened:
+                raise NodeChanged(
+                    f"the connection to {self.endpoint} was closed and reopened during the run, "
+                    f"and without INFO the module cannot tell whether it reached the same "
+                    f"primary"
+                )
+            return
+        connection.send_command("INFO", "server")
+        connection.send_command("INFO", "replication")
+        info = {**parse_info(connection.read_response()), **parse_info(connection.read_response())}
+        problem = self.difference(info)
+        if problem:
+            raise NodeChanged(problem)
+
+    def difference(self, info):
+        """How the node that answered ``info`` differs from the primary the run started on,
+        in words; None when it is the same."""
+        endpoint = self.endpoint
+        if info.get("role") not in ("master", "primary"):
+            master = address_text(info.get("master_host", "?"), info.get("master_port", "?"))
+            return f"this node ({endpoint}) was demoted to a replica of {master}"
+        if info.get("run_id") != self.run_id:
+            return (
+                f"Redis at {endpoint} restarted during the run (its run_id changed): what it "
+                f"held may have been reloaded from disk or lost"
+            )
+        if info.get("master_replid") != self.replication_id:
+            return (
+                f"the replication history of {endpoint} changed during the run (replication ID "
+                f"{self.replication_id} -> {info.get('master_replid')}): it was a replica, then "
+                f"a primary again"
+            )
+        return None
+
+    def queue_wait(self, pipe):
+        """Queue the wait for acknowledgements behind a call's writes in ``pipe``."""
+        if self.wait_aof:
+            pipe.execute_command("WAITAOF", 1, self.min_replicas, self.timeout_ms)
+        else:
+            pipe.execute_command("WAIT", self.min_replicas, self.timeout_ms)
+
+    def acknowledged(self, reply):
+        """None when the wait's ``reply`` has every acknowledgement asked for, else the
+        FailoverStop that says what happened."""
+        local, replicas = reply if self.wait_aof else (1, reply)
+        if int(local) >= 1 and int(replicas) >= self.min_replicas:
+            self.acknowledged_calls += 1
+            return None
+        return FailoverStop(self.diagnose() or self._unacknowledged(int(local), int(replicas)))
+
+    def _unacknowledged(self, local, replicas):
+        timeout = f"{self.timeout_ms / 1000:g} s (replica_timeout)"
+        if self.wait_aof and local < 1:
+            return (
+                f"Redis at {self.endpoint} did not write its own AOF within {timeout}: the last "
+                f"call's writes are not yet durable on it"
+            )
+        return (
+            f"{replicas} of the {self.min_replicas} replicas required (min_replicas) "
+            f"acknowledged the last call's writes within {timeout}: {self._lagging()}. Those "
+            f"writes are on {self.endpoint}, but a failover now could lose them"
+        )
+
+    def _lagging(self):
+        """Which replicas are behind, and by how much, as the primary sees them now."""
+        try:
+            info = self.session.source.info("replication")
+        except redis_errors.RedisError as exc:
+            return f"the replicas cannot be listed ({self.session.settings.scrub(exc)})"
+        offset = int(info.get("master_repl_offset", 0))
+        seen, parts = set(), []
+        for name, value in info.items():
+            if str(name).startswith(("slave", "replica")) and isinstance(value, dict):
+                address = address_text(display(value.get("ip")), value.get("port"))
+                seen.add(address)
+                behind = offset - int(value.get("offset", 0))
+                parts.append(
+                    f"replica {address} did not acknowledge: {behind} bytes behind, state "
+                    f"{display(value.get('state'))}, last heard from {value.get('lag')} s ago"
+                )
+        gone = [address for address in self.replicas if address not in seen]
+        parts += [f"replica {address} is no longer connected" for address in gone]
+        return "; ".join(parts) or "no replica is connected"
+
+    def check(self):
+        """Between calls: stop when a Sentinel has announced a new primary."""
+        if not self.sentinel:
+            return
+        moved = self.sentinel.announced_switch() if self.subscribed else None
+        if moved is None:
+            # No subscription (lost, or none could be made): ask the Sentinels instead.
+            moved = self._sentinel_primary()
+        if moved and moved != self.endpoint:
+            raise FailoverStop(self._moved(moved))
+
+    def _moved(self, now):
+        return f"failover: the primary moved from {self.endpoint} to {now}"
+
+    def _sentinel_primary(self):
+        """The primary the Sentinels name now, as host:port; None when none answers."""
+        try:
+            return address_text(*self.sentinel.primary())
+        except MigrationError:
+            return None
+
+    def diagnose(self):
+        """What has happened to the primary, in words: the Sentinels' answer, then the node's
+        own. None when it is still the same writable primary."""
+        if self.sentinel:
+            now = self._sentinel_primary()
+            if now and now != self.endpoint:
+                return self._moved(now)
+        if self.run_id is None:
+            return None
+        probe = self.session.settings.client(db=0)
+        try:
+            info = {**probe.info("server"), **probe.info("replication")}
+        except redis_errors.RedisError as exc:
+            error = self.session.settings.scrub(exc)
+            return f"Redis at {self.endpoint} no longer answers ({error})"
+        finally:
+            probe.close()
+        return self.difference({name: display(value) for name, value in info.items()})
+
+    def confirm(self):
+        """Before the verdict: the node and the Sentinels still name the primary the run
+        started on, and nothing announced a failover meanwhile."""
+        self.check()
+        problem = self.diagnose()
+        if problem:
+            raise FailoverStop(problem)
+        self.confirmed = True
+
+    def stop_for(self, error):
+        """The FailoverStop for a reply or exception ``error`` that is_node_error()."""
+        seen = self.session.settings.scrub(error)
+        if isinstance(error, NodeChanged):
+            return FailoverStop(self.diagnose() or seen)
+        found = self.diagnose()
+        if found:
+            return FailoverStop(f"{found} (Redis answered: {seen})")
+        return FailoverStop(f"Redis at {self.endpoint} answered {seen}")
+
+    def as_dict(self):
+        return dict(
+            primary=self.endpoint,
+            sentinel_service=self.sentinel.name if self.sentinel else None,
+            run_id=self.run_id,
+            replication_id=self.replication_id,
+            replicas=list(self.replicas),
+            min_replicas=self.min_replicas,
+            wait_aof=self.wait_aof,
+            acknowledged_calls=self.acknowledged_calls,
+            confirmed=self.confirmed,
+        )
+
+    def close(self):
+        if self.sentinel:
+            self.sentinel.close()
