@@ -4,7 +4,13 @@ certificates. Everything else the tests share is in helpers/."""
 from __future__ import annotations
 
 import pytest
-from helpers import DEBUG_CONFIG, REDIS_SERVER, RedisServer, make_certificates
+from helpers import DEBUG_CONFIG, REDIS_SERVER, HaTopology, RedisServer, make_certificates
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "slow: 10 s or more each (a failover settling); pytest -n 2 runs two at once"
+    )
 
 
 @pytest.fixture
@@ -32,6 +38,19 @@ def redis_factory(tmp_path):
 @pytest.fixture
 def redis_server(redis_factory) -> RedisServer:
     return redis_factory()
+
+
+@pytest.fixture
+def ha_topology(tmp_path) -> HaTopology:
+    """A primary, its replica and three Sentinels (service "storyart"), settled; every process
+    is stopped afterwards, whatever the test did to it."""
+    if REDIS_SERVER is None:
+        pytest.fail("redis-server is not installed: apt-get install -y redis-server")
+    topology = HaTopology(tmp_path / "ha")
+    try:
+        yield topology.start()
+    finally:
+        topology.stop()
 
 
 @pytest.fixture(scope="module")

@@ -35,6 +35,7 @@ from .servers import (
     wait_for,
 )
 from .tls import make_certificates, start_tls_server
+from .topology import HaTopology, link_up, role
 
 # Helpers loaded on first use, by the module of this package each comes from.
 _LAZY = {
@@ -59,6 +60,7 @@ __all__ = [
     "REDIS_SERVER",
     "ROOT",
     "SESSION",
+    "HaTopology",
     "RedisServer",
     "content",
     "data_of",
@@ -67,8 +69,10 @@ __all__ = [
     "expiry",
     "free_port",
     "hello",
+    "link_up",
     "make_certificates",
     "options",
+    "role",
     "run",
     "seed_sessions",
     "seed_with_overlap",

@@ -30,13 +30,15 @@ def free_port():
 
 
 class RedisServer:
-    """A throwaway redis-server. ``config`` lines are appended to its redis.conf."""
+    """A throwaway redis-server. ``config`` lines are appended to its redis.conf; a
+    ``sentinel`` runs the same binary with ``--sentinel``."""
 
-    def __init__(self, workdir: Path, config=(), password=None):
+    def __init__(self, workdir: Path, config=(), password=None, *, sentinel=False):
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.config = list(config)
         self.password = password
+        self.sentinel = sentinel
         self.port = None
         self.unix_socket = str(self.dir / "redis.sock")
         self.process = None
@@ -60,8 +62,9 @@ class RedisServer:
             conf.write_text("\n".join(lines) + "\n")
             # A configuration error goes to stderr, before the log file is open.
             with open(self.dir / "stderr.log", "wb") as stderr:
+                mode = ["--sentinel"] if self.sentinel else []
                 self.process = subprocess.Popen(
-                    [REDIS_SERVER, str(conf)], cwd=self.dir, stderr=stderr
+                    [REDIS_SERVER, str(conf), *mode], cwd=self.dir, stderr=stderr
                 )
             if self._wait_ready():
                 self.version = server_version(self.client())
@@ -95,6 +98,7 @@ class RedisServer:
 
     def stop(self):
         if self.process and self.process.poll() is None:
+            self.resume()  # a paused server would only handle SIGTERM once continued
             self.process.terminate()
             try:
                 self.process.wait(timeout=10)
@@ -106,6 +110,13 @@ class RedisServer:
         """SIGKILL: the server dies mid-whatever, as in a crash."""
         self.process.send_signal(signal.SIGKILL)
         self.process.wait()
+
+    def pause(self):
+        """SIGSTOP: the server stops answering but keeps its connections, as when it hangs."""
+        self.process.send_signal(signal.SIGSTOP)
+
+    def resume(self):
+        self.process.send_signal(signal.SIGCONT)
 
     def client(self, db=0, **kwargs) -> redis.Redis:
         kwargs.setdefault("password", self.password)
