@@ -22,6 +22,11 @@ honoured; redis-dump-load (--peer-bin), the PyPI tool for the job, dumping db 1 
 db 0 with EXPIREAT; the old script's way, a round trip per step per key (unless
 --skip-baseline).
 
+Replicated: a primary with one healthy replica attached holds N sessions (1M by default). The
+engine as it runs by default there, each call's writes acknowledged by the replica (WAIT), runs
+in turn with the same engine told to wait for no replica (min_replicas 0), three times each
+(--rounds), median kept: what the high-availability safety costs.
+
 Large sessions: 100 KB to 2 MB of incompressible bytes, with COPY and DUMP/RESTORE, with the
 byte budget and without: the longest server call and the latency another client sees.
 
@@ -469,6 +474,48 @@ def every_size(args, workdir, results):
     results["engine_peak_rss_mb"] = max(size["engine_peak_rss_mb"] for size in sizes)
 
 
+def wait_for_replica(primary, replica):
+    """Until the replica has applied all the primary has written: each run starts alike."""
+    offset = primary.client(0).info("replication")["master_repl_offset"]
+    while replica.client(0).info("replication").get("slave_repl_offset", -1) < offset:
+        time.sleep(0.05)
+
+
+def replicated(args, workdir, results):
+    """The engine with its replica's acknowledgements against the same engine without them."""
+    count = args.replicated
+    primary = start_server(workdir)
+    replica = RedisServer(
+        Path(workdir) / f"redis-{next(_servers)}", [f"replicaof 127.0.0.1 {primary.port}"]
+    ).start()
+    RUNNING.append(replica)
+    t = {"acknowledged": [], "min_replicas 0": []}
+    try:
+        print(f"Seeding {count} sessions on a primary with a replica...", flush=True)
+        seed(primary, count)
+        for _ in range(args.rounds):
+            for name, waits in (("acknowledged", None), ("min_replicas 0", 0)):
+                reset_target(primary)
+                wait_for_replica(primary, replica)
+                run = run_engine(primary, batch_size=args.batch_size, min_replicas=waits)
+                check_migrated(primary, count)
+                t[name].append(run["seconds"])
+        wait_for_replica(primary, replica)
+        if replica.client(0).dbsize() != count + 1:
+            raise SystemExit("the replica does not hold every migrated session")
+    finally:
+        stop_server(replica)
+        stop_server(primary)
+    median = {name: round(statistics.median(runs), 3) for name, runs in t.items()}
+    results["replicated"] = dict(
+        sessions=count,
+        replicas=1,
+        seconds=median,
+        runs=t,
+        ratio=round(median["acknowledged"] / median["min_replicas 0"], 3),
+    )
+
+
 def unguarded_user(server):
     """A user denied MEMORY: the engine then sizes no key, so with memory_check off it runs
     with neither the memory guard nor the byte budget."""
@@ -599,6 +646,10 @@ def main():
     parser.add_argument(
         "--large-sessions", type=int, default=100, help="sessions of 100 KB-2 MB; 0: skip"
     )
+    parser.add_argument(
+        "--replicated", type=int, default=1_000_000,
+        help="sessions on a primary with a replica, acknowledged or not; 0: skip",
+    )  # fmt: skip
     parser.add_argument("--output", default=str(ROOT / "reports" / "bench.json"))
     args = parser.parse_args()
     if shutil.which("redis-server") is None:
@@ -607,6 +658,8 @@ def main():
     with tempfile.TemporaryDirectory() as workdir:
         if args.sessions:
             every_size(args, workdir, results)
+        if args.replicated:
+            replicated(args, workdir, results)
         if args.large_sessions:
             large_sessions(args, workdir, results)
         if not args.skip_fleet:

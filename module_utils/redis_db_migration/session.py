@@ -70,12 +70,15 @@ class Session:
         self.facts = read_facts(self)
         check_server(self.facts, self.settings, self.options)
         self.watch = PrimaryWatch(self, self.sentinel)
-        refusal = self.watch.refusal() if mode != "verify" else None
+        writes = mode != "verify"
+        refusal = self.watch.refusal() if writes else None
         if refusal:
             raise MigrationError(refusal)
         watched = dict(redis_connect_func=self.watch.on_connect)
         self.source = open_db(self.settings, self.options.source_db, **watched)
         self.target = open_db(self.settings, self.options.target_db, **watched)
+        if writes:
+            self.watch.probe(self.source)
         check_index_types(self)
         *scripts, probe = self._load_scripts(
             COPY_SCRIPT, INDEX_SCRIPT, CLEANUP_SCRIPT, ESTIMATE_SCRIPT, PROBE_SCRIPT
@@ -85,7 +88,7 @@ class Session:
         if not self.facts.info:
             self.unavailable.add("INFO")
         self.strategy = pick_strategy(self) if mode in COPYING_MODES else "none"
-        self.checks_not_run = check_commands(self, mode)
+        self.checks_not_run = check_commands(self, mode) + self.watch.checks_not_run()
         return self
 
     def _load_scripts(self, *sources):

@@ -1,0 +1,223 @@
+"""The primary watch on a primary with one replica, without Sentinel: what is refused before any
+write, what stops a run, and what a reconnect may and may not do.
+
+1. Waits that cannot be kept are refused before any write: more replicas asked for than are
+   online, WAIT denied by ACL, WAITAOF on a server without it or without an AOF.
+2. A replica that stops acknowledging stops the run within replica_timeout, naming the replica
+   and how far behind it is; never verified.
+3. A connection the server closes between two calls reopens only to the same primary: the run
+   then completes; after a restart (a new run_id) it stops, naming the restart.
+"""
+
+from __future__ import annotations
+
+import pytest
+from helpers import (
+    SESSION,
+    engine,
+    expiries,
+    link_up,
+    run,
+    seed_sessions,
+    wait_for,
+    zset,
+)
+
+SESSIONS = 400
+BATCH = 50
+
+
+@pytest.fixture
+def replicated(redis_factory):
+    """A primary holding SESSIONS sessions in db 1, and its replica, synced."""
+    primary = redis_factory("repl-diskless-sync-delay 0")
+    replica = redis_factory(f"replicaof 127.0.0.1 {primary.port}")
+    wait_for(lambda: link_up(replica, primary.port), "the replica's link")
+    # The primary counts a replica as online a moment after the replica sees its link up.
+    wait_for(
+        lambda: primary.client().info("replication").get("slave0", {}).get("state") == "online",
+        "the primary to see its replica online",
+    )
+    seed_sessions(primary.client(1), SESSIONS)
+    return primary, replica
+
+
+def writes(*servers):
+    return [server.rdb_changes() for server in servers]
+
+
+def refused(call, *facts):
+    with pytest.raises(engine.MigrationError) as caught:
+        call()
+    message = str(caught.value)
+    for fact in facts:
+        assert fact in message, f"{fact!r} missing from: {message}"
+    assert "Traceback" not in message
+    return message
+
+
+def test_a_healthy_replica_acknowledges_every_call_and_holds_every_session(replicated):
+    primary, replica = replicated
+    sessions = sorted(primary.client(1).scan_iter(match=SESSION + b"*"))
+
+    report = run(primary, batch_size=BATCH)
+
+    assert report.ok, report.summary()
+    assert report.verified
+    watch = report.as_dict()["replication"]
+    assert watch["replicas"] == [f"127.0.0.1:{replica.port}"]
+    assert watch["min_replicas"] == 1
+    # A call per batch of keys and a page per batch of index entries, each acknowledged.
+    assert watch["acknowledged_calls"] >= 2 * SESSIONS // BATCH
+    assert watch["confirmed"] is True
+    assert "every write acknowledged by 1 replica" in report.summary()
+    # WAIT returned: the replica has applied every write, with no sync to wait for. Each copy
+    # there has the expiry of the replica's own source key (before Redis 7, a replica turns a
+    # relative SET EX into its own absolute time, so it may differ from the primary's by 1 ms).
+    assert expiries(replica.client(0), sessions) == expiries(replica.client(1), sessions)
+    assert expiries(primary.client(0), sessions) == expiries(primary.client(1), sessions)
+    assert zset(replica.client(0)) == zset(primary.client(1))
+
+
+def test_more_replicas_than_are_online_is_refused_before_any_write(redis_factory):
+    server = redis_factory()
+    seed_sessions(server.client(1), 10)
+    before = writes(server)
+
+    message = refused(lambda: run(server, min_replicas=1), "min_replicas is 1 but 0 replicas")
+
+    assert "Nothing was written" in message
+    assert writes(server) == before
+
+
+def test_wait_denied_by_acl_is_refused_naming_the_grant_before_any_write(replicated):
+    primary, replica = replicated
+    admin = primary.client()
+    admin.acl_setuser(
+        "migrator",
+        enabled=True,
+        passwords=["+migrator-pw"],
+        keys=["*"],
+        commands=["+@all", "-wait"],
+    )
+    before = writes(primary, replica)
+    settings = primary.settings(username="migrator", password="migrator-pw")  # noqa: S106
+
+    refused(
+        lambda: run(primary, settings=settings),
+        "may not run WAIT",
+        "ACL SETUSER migrator +wait",
+        "min_replicas: 0",
+    )
+    assert writes(primary, replica) == before
+
+    report = run(primary, settings=settings, min_replicas=0)
+    assert report.ok
+    assert report.as_dict()["replication"]["acknowledged_calls"] == 0
+
+
+def test_wait_aof_is_refused_where_the_server_cannot_keep_it(redis_factory):
+    server = redis_factory()
+    seed_sessions(server.client(1), 10)
+    before = writes(server)
+
+    if server.version < (7, 2):
+        refused(lambda: run(server, wait_aof=True), "wait_aof needs WAITAOF", "Nothing was written")
+    else:
+        refused(lambda: run(server, wait_aof=True), "appendonly no", "Nothing was written")
+    assert writes(server) == before
+
+
+def test_wait_aof_waits_for_the_primarys_own_aof(redis_factory):
+    server = redis_factory("appendonly yes", "appendfsync everysec")
+    if server.version < (7, 2):
+        pytest.skip(f"WAITAOF came with Redis 7.2; this server is {server.version}")
+    seed_sessions(server.client(1), 100)
+
+    report = run(server, wait_aof=True, batch_size=BATCH)
+
+    assert report.ok, report.summary()
+    assert report.verified
+    # Two calls of keys at least, and the index's one page (a small sorted set has one).
+    assert report.as_dict()["replication"]["acknowledged_calls"] >= 3
+    assert report.as_dict()["replication"]["wait_aof"] is True
+
+
+def test_a_replica_that_stops_acknowledging_stops_the_run_naming_it(replicated):
+    primary, replica = replicated
+    replica_at = f"127.0.0.1:{replica.port}"
+
+    class PausesTheReplica(engine.Hooks):
+        calls = 0
+
+        def after_batch(self, keys):
+            self.calls += 1
+            if self.calls == 2:
+                replica.pause()
+
+    try:
+        with pytest.raises(engine.MigrationError) as caught:
+            run(primary, batch_size=BATCH, replica_timeout=1, hooks=PausesTheReplica())
+    finally:
+        replica.resume()
+    message = str(caught.value)
+    assert "0 of the 1 replicas required (min_replicas) acknowledged" in message, message
+    assert f"replica {replica_at} did not acknowledge" in message, message
+    assert "bytes behind" in message
+    assert "1 s (replica_timeout)" in message
+    report = caught.value.report
+    assert report.verified is None
+    # Stopped at the first call the replica missed: the two before were acknowledged.
+    assert report.as_dict()["replication"]["acknowledged_calls"] == 2
+    assert report.unacknowledged == BATCH
+    assert report.migrated == 3 * BATCH
+    assert report.failed == 0
+
+
+def test_a_connection_the_server_closed_reopens_to_the_same_primary(replicated):
+    primary, _replica = replicated
+    admin = primary.client()
+
+    class KillsTheRunsConnections(engine.Hooks):
+        killed = 0
+
+        def after_batch(self, keys):
+            if not self.killed:
+                self.killed = admin.client_kill_filter(_type="normal", skipme=True)
+
+    hooks = KillsTheRunsConnections()
+    report = run(primary, batch_size=BATCH, hooks=hooks)
+
+    assert hooks.killed >= 2  # the run's source and target connections at least
+    assert report.ok, report.summary()
+    assert report.verified
+    assert report.migrated == SESSIONS
+
+
+def test_a_restart_between_two_calls_stops_the_run_naming_it(redis_factory):
+    server = redis_factory("appendonly yes", "appendfsync always")
+    seed_sessions(server.client(1), SESSIONS)
+
+    class RestartsTheServer(engine.Hooks):
+        calls = 0
+
+        def after_batch(self, keys):
+            self.calls += 1
+            if self.calls == 2:
+                server.kill()
+                server.start()
+
+    with pytest.raises(engine.MigrationError) as caught:
+        run(server, batch_size=BATCH, hooks=RestartsTheServer())
+
+    message = str(caught.value)
+    assert f"Redis at 127.0.0.1:{server.port} restarted during the run" in message, message
+    stopped = caught.value.report
+    assert stopped.verified is None
+    # At the reconnect of the very next call, not at the check before the verdict.
+    assert stopped.found == 2 * BATCH
+
+    report = run(server, batch_size=BATCH)
+    assert report.ok
+    assert report.verified
+    assert server.client(0).dbsize() == SESSIONS + 1
