@@ -22,10 +22,13 @@ def sentinel_vars(topology):
     }
 
 
-def holds_every_session(server, sessions, expected_expiries, scores):
-    """db 0 of ``server`` has each session, its exact absolute expiry and its index score."""
+def holds_every_session(server, sessions, scores):
+    """db 0 of ``server`` has each session at the exact absolute expiry of that server's own
+    db 1 copy (before Redis 7 a replica's own may differ from the primary's by a millisecond:
+    it turns a relative SET EX into its own absolute time), and its index score."""
     target = server.client(0)
-    assert expiries(target, sessions) == expected_expiries
+    assert expiries(target, sessions) == expiries(server.client(1), sessions)
+    assert -2 not in expiries(target, sessions)
     assert zset(target) == scores
 
 
@@ -34,7 +37,6 @@ def test_a_dry_run_then_a_failover_then_the_real_run_migrates_into_the_new_prima
 ):
     old = ha_topology.primary
     sessions = seed_sessions(old.client(1), 200)
-    wanted = expiries(old.client(1), sessions)
     scores = zset(old.client(1))
     ha_topology.wait_for_sync()
     inventory = write_inventory(
@@ -66,8 +68,8 @@ def test_a_dry_run_then_a_failover_then_the_real_run_migrates_into_the_new_prima
     assert record["replication"]["sentinel_service"] == "storyart"
     assert record["replication"]["confirmed"] is True
     assert record["counts"]["migrated"] == len(sessions)
-    holds_every_session(new, sessions, wanted, scores)
+    holds_every_session(new, sessions, scores)
     # What the replicas acknowledged is on the old primary, now a replica, too.
     ha_topology.wait_for_sync()
-    holds_every_session(old, sessions, wanted, scores)
+    holds_every_session(old, sessions, scores)
     assert zset(new.client(0), INDEX) == scores

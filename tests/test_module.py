@@ -236,6 +236,21 @@ BAD_INPUT = {
         dict(login_unix_socket="/tmp/redis.sock", tls=True),  # noqa: S108 - never opened
         "tls cannot be used with login_unix_socket",
     ),
+    "sentinel without service": (
+        dict(sentinel_hosts=["127.0.0.1:26379"]),
+        "sentinel_hosts and sentinel_service_name go together",
+    ),
+    "sentinel address": (
+        dict(sentinel_hosts=["sentinel-1", "10.0.0.5:0"], sentinel_service_name="storyart"),
+        "sentinel_hosts must be host:port entries with a port from 1 to 65535, not 'sentinel-1', "
+        "'10.0.0.5:0'",
+    ),
+    "min replicas": (dict(min_replicas=-1), "min_replicas must be 0 (wait for no replica) or more"),
+    "replica timeout": (dict(replica_timeout=0), "replica_timeout must be a positive number"),
+    "replica timeout over socket timeout": (
+        dict(replica_timeout=20, socket_timeout=15),
+        "replica_timeout (20 s) must be below socket_timeout (15 s)",
+    ),
 }
 
 

@@ -76,7 +76,7 @@ class SentinelService:
                     flags = ", ".join(flag for flag in ("is_sdown", "is_odown") if state.get(flag))
                     answer = f"sees the primary as down ({flags})" if flags else "no primary"
             except redis_errors.RedisError as exc:
-                answer = self.settings.scrub(exc)
+                answer = self.settings.scrub(exc).rstrip(".")
             answers.append(f"{address_text(*address)}: {answer}")
         return self.settings.scrub(
             f"No Sentinel of service '{self.name}' named a primary that is up: "
@@ -88,8 +88,8 @@ class SentinelService:
     def _sentinel_error(self, exc):
         return self.settings.scrub(
             f"{self.where} refused when asked for its primary: {exc}. Check sentinel_username "
-            f"and sentinel_password; a Sentinel ACL user needs +sentinel|masters, +subscribe "
-            f"and +ping (README, High availability)."
+            f"and sentinel_password; a Sentinel ACL user needs +ping, +sentinel|masters, "
+            f"+subscribe and &+switch-master (README, High availability)."
         )
 
     def watch(self):
