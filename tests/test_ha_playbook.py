@@ -73,3 +73,10 @@ def test_a_dry_run_then_a_failover_then_the_real_run_migrates_into_the_new_prima
     ha_topology.wait_for_sync()
     holds_every_session(old, sessions, scores)
     assert zset(new.client(0), INDEX) == scores
+
+    check = play(tmp_path, inventory, MIGRATE, "--tags", "verify", report_dir=tmp_path / "reports")
+
+    assert check.rc == 0, check.output
+    verify = check.reports()["app1"]["verify"]
+    assert verify["verified"] is True, verify["msg"]
+    assert verify["replication"]["primary"] == f"127.0.0.1:{new.port}"

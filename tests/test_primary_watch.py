@@ -17,6 +17,7 @@ from helpers import (
     engine,
     expiries,
     link_up,
+    options,
     run,
     seed_sessions,
     wait_for,
@@ -77,6 +78,24 @@ def test_a_healthy_replica_acknowledges_every_call_and_holds_every_session(repli
     assert expiries(replica.client(0), sessions) == expiries(replica.client(1), sessions)
     assert expiries(primary.client(0), sessions) == expiries(primary.client(1), sessions)
     assert zset(replica.client(0)) == zset(primary.client(1))
+
+
+def test_preflight_names_the_replicas_and_the_clean_up_waits_for_them_too(replicated):
+    primary, replica = replicated
+    facts = engine.preflight(primary.settings(), options(replica_timeout=2))
+    assert (
+        "primary, 1 replica online, each call's writes wait for 1 (replica_timeout 2 s)"
+        in (facts["msg"])
+    )
+    assert facts["replication"]["replicas"] == [f"127.0.0.1:{replica.port}"]
+    run(primary)
+
+    report = engine.cleanup(primary.settings(), options(batch_size=BATCH))
+
+    assert report.deleted == SESSIONS
+    assert report.as_dict()["replication"]["acknowledged_calls"] >= SESSIONS // BATCH
+    # Acknowledged: the replica has applied every deletion already.
+    assert replica.client(1).dbsize() == 0
 
 
 def test_more_replicas_than_are_online_is_refused_before_any_write(redis_factory):
