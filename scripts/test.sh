@@ -30,7 +30,8 @@ run_pytest() {
 
 # The tests that call the engine directly, which run again on every server and redis-py.
 ENGINE_TESTS=(tests/test_engine.py tests/test_engine_errors.py tests/test_engine_modes.py
-    tests/test_faults.py tests/test_production.py)
+    tests/test_faults.py tests/test_production.py tests/test_ha.py tests/test_primary_watch.py
+    tests/test_sentinel_auth.py)
 
 echo "== pytest (Redis $(redis-server --version | grep -o 'v=[0-9.]*'))"
 if [ "$#" -gt 0 ]; then

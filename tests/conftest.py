@@ -7,12 +7,6 @@ import pytest
 from helpers import DEBUG_CONFIG, REDIS_SERVER, HaTopology, RedisServer, make_certificates
 
 
-def pytest_configure(config):
-    config.addinivalue_line(
-        "markers", "slow: 10 s or more each (a failover settling); pytest -n 2 runs two at once"
-    )
-
-
 @pytest.fixture
 def redis_factory(tmp_path):
     """Start servers with extra config lines: ``redis_factory("rename-command COPY \\"\\"")``.

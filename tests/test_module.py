@@ -248,7 +248,7 @@ BAD_INPUT = {
     "min replicas": (dict(min_replicas=-1), "min_replicas must be 0 (wait for no replica) or more"),
     "replica timeout": (dict(replica_timeout=0), "replica_timeout must be a positive number"),
     "replica timeout over socket timeout": (
-        dict(replica_timeout=20, socket_timeout=15),
+        dict(replica_timeout=20, socket_timeout=15, min_replicas=0, wait_aof=True),
         "replica_timeout (20 s) must be below socket_timeout (15 s)",
     ),
 }

@@ -18,13 +18,17 @@ moved from A to B", "this node was demoted to a replica of C".
 
 from __future__ import annotations
 
+import re
+
 from .errors import FailoverStop, MigrationError, describe_error, is_refusal
 from .keys import display
 from .redis_py import redis_errors
 from .sentinel import address_text
 
-# Replies that say the node is no longer a primary that can take the run's writes.
-NODE_ERRORS = ("READONLY", "LOADING", "MASTERDOWN")
+# Replies that say the node is no longer a primary that can take the run's writes: at the
+# start of an error, or inside a script's error, after its '-' (Redis 6.2: "@user_script: 97:
+# -READONLY You can't write against a read only replica.").
+NODE_ERRORS = re.compile(r"(?:^|-)(?:READONLY|LOADING|MASTERDOWN)\b")
 
 _ConnectionError = redis_errors.ConnectionError if redis_errors else Exception
 
@@ -40,7 +44,7 @@ def is_node_error(error):
         error, (NodeChanged, redis_errors.ReadOnlyError, redis_errors.BusyLoadingError)
     ):
         return True
-    return display(error).upper().startswith(NODE_ERRORS)
+    return NODE_ERRORS.search(display(error)) is not None
 
 
 def parse_info(text):
@@ -83,6 +87,13 @@ class PrimaryWatch:
         """Why this run cannot be watched as asked, before anything is written; or None."""
         facts, endpoint = self.session.facts, self.endpoint
         connected = len(self.replicas)
+        socket_timeout = self.session.settings.socket_timeout
+        if self.waits and self.timeout_ms >= socket_timeout * 1000:
+            return (
+                f"replica_timeout ({self.timeout_ms / 1000:g} s) must be below socket_timeout "
+                f"({socket_timeout:g} s): a call and its wait for the replicas are one reply. "
+                f"Nothing was written. Lower replica_timeout or raise socket_timeout."
+            )
         if self.min_replicas > connected:
             return (
                 f"min_replicas is {self.min_replicas} but {connected} replica"

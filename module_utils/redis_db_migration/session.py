@@ -41,12 +41,6 @@ class Session:
             raise MigrationError(problem)
         settings.validate()
         options.validate()
-        if options.replica_timeout >= settings.socket_timeout:
-            raise MigrationError(
-                f"replica_timeout ({options.replica_timeout:g} s) must be below socket_timeout "
-                f"({settings.socket_timeout:g} s): a call and its wait for the replicas are one "
-                f"reply. Lower replica_timeout or raise socket_timeout."
-            )
         self.settings = settings
         self.options = options
         self.hooks = hooks or Hooks()

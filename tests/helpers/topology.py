@@ -7,7 +7,6 @@ topology takes: Sentinels find each other in a second or two, and fail over in a
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import redis
@@ -146,10 +145,14 @@ class HaTopology:
             ports = self.primary_ports()
             if len(ports) != SENTINELS or len(set(ports)) != 1:
                 return False
+            primary = self.server_at(ports[0])
             replica = self.server_at(self.other_port(ports[0]))
             return (
-                role(self.server_at(ports[0])) == "master"
+                role(primary) == "master"
                 and link_up(replica, ports[0])
+                # The primary lists its replica online a moment after the replica sees its
+                # link up; a run counts the replicas online when it starts.
+                and online_replicas(primary) == [replica.port]
                 and all(self._knows_everyone(sentinel) for sentinel in self.sentinels)
             )
 
@@ -235,6 +238,15 @@ def link_up(server, primary_port=None):
         and state.get("master_link_status") == "up"
         and (primary_port is None or int(state.get("master_port", 0)) == primary_port)
     )
+
+
+def online_replicas(server):
+    """The ports of the replicas ``server`` lists as online."""
+    return [
+        int(value["port"])
+        for name, value in info(server).items()
+        if name.startswith("slave") and isinstance(value, dict) and value.get("state") == "online"
+    ]
 
 
 def replica_offset(server):
