@@ -39,13 +39,13 @@ description:
     replica or an AOF reload keeps it.
   - High availability. With O(sentinel_hosts) it asks Sentinel for the primary and connects
     there; a replica it is pointed at is refused, naming its primary. Through the run it
-    watches the primary. Each call's writes wait, in the same round trip, until
-    O(min_replicas) replicas acknowledge them. It stops at once on a READONLY, LOADING or
-    MASTERDOWN reply, on a connection that reopens to a node that is not the same primary
-    (run_id and replication ID), and on a Sentinel announcing another primary. Before it says
-    verified it asks the node and the Sentinels again. After a failover during the run the
-    result is never verified; the message says what happened and to rerun, which copies only
-    what the primary then lacks.
+    watches the primary. What it writes is acknowledged by O(min_replicas) replicas every
+    50 ms and before it says verified; the wait goes ahead of its next call, in its round
+    trip. It stops at once on a READONLY, LOADING or MASTERDOWN reply, on a connection that
+    reopens to a node that is not the same primary (run_id and replication ID), and on a
+    Sentinel announcing another primary. Before it says verified it asks the node and the
+    Sentinels again. After a failover during the run the result is never verified; the
+    message says what happened and to rerun, which copies only what the primary then lacks.
 requirements:
   - redis (redis-py) >= 4.3 on the host that runs the module
   - Redis server 5.0 or newer, standalone (not cluster), primary (not replica), or the
@@ -134,15 +134,17 @@ options:
     default: 0
   min_replicas:
     description:
-      - Replicas that must acknowledge each server call's writes (C(WAIT)) before the run
-        counts them and goes on. When fewer do within O(replica_timeout), the run stops,
-        naming each replica and how far behind it is; it never says verified then.
+      - Replicas that must acknowledge what the run writes (C(WAIT)). The run waits for them
+        every 50 ms, the wait travelling ahead of its next call in the same round trip, and
+        for its last writes on their own before it says verified. When fewer replicas
+        acknowledge within O(replica_timeout), the run stops, naming each replica and how far
+        behind it is, and counts the writes not acknowledged; it never says verified then.
       - Unset, every replica connected and online when the run starts; none on a standalone
         server. V(0) waits for no replica.
     type: int
   replica_timeout:
     description:
-      - Seconds each call waits for O(min_replicas) acknowledgements.
+      - Seconds each wait for O(min_replicas) acknowledgements may take.
     type: float
     default: 10
   wait_aof:
@@ -361,8 +363,8 @@ replication:
     - The primary the run wrote to and the watch over it. V(primary), host:port;
       V(sentinel_service), the Sentinel service it was found through, or null; its V(run_id)
       and V(replication_id) when the run started; V(replicas) online then; V(min_replicas)
-      and V(wait_aof), what each call waited for; V(acknowledged_calls), the calls whose writes
-      were acknowledged; V(confirmed), whether the node, and the Sentinels, still named the
+      and V(wait_aof), what the writes waited for; V(acknowledged_waits), the waits the
+      replicas answered in full; V(confirmed), whether the node, and the Sentinels, still named the
       same primary at the end (null when the run stopped first).
     - A run stops, and is never verified, on a failover, a demotion, a restart or a replica
       that does not acknowledge; its message says which.
@@ -370,8 +372,9 @@ replication:
   type: dict
 unacknowledged:
   description:
-    - Writes of the call whose replicas did not acknowledge them before the run stopped. They
-      are on the node written, and may be missing from a new primary after a failover.
+    - Keys and index entries written that the replicas had not acknowledged when the run
+      stopped. They are on the node written, and may be missing from a new primary after a
+      failover. V(0) whenever the run finished.
   returned: always
   type: int
 duration:

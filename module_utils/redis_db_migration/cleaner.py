@@ -46,12 +46,17 @@ class Cleaner:
         options = session.options
         args = [options.source_db, options.target_db, mode, session.budget("cleanup")]
         args.append("1" if session.sized else "0")
+
+        def handle(handled, reply):
+            # The script has no per-key errors: its reads and UNLINK fail whole calls only.
+            report.tally(handled, reply[2], KINDS)
+            session.watch.wrote(reply[2].count(IDENTICAL))
+
         session.in_calls(
             report,
             keys,
             lambda pending: session.write(session.scripts.cleanup, keys=pending, args=args),
-            # The script has no per-key errors: its reads and UNLINK fail whole calls only.
-            lambda handled, reply: report.tally(handled, reply[2], KINDS),
+            handle,
         )
 
     def clean_index(self, name):

@@ -63,9 +63,9 @@ class Copier:
                 report.add_error(key, session.settings.scrub(display(error)))
             if mode != "plan":
                 copied = [key for key, code in zip(handled, outcomes) if code == COPIED]
+                session.watch.wrote(len(copied))
                 self._read_back(copied)
                 if stop:
-                    report.unacknowledged += len(copied)
                     raise stop
             session.hooks.after_batch(handled)
             if ended in (MEMORY, EVICTED):
@@ -132,8 +132,8 @@ class Copier:
                 if mode != "plan" and members:
                     session.hooks.after_index_page(name, members)
                     self._read_back_members(index, members)
+            session.watch.wrote(added)
             if stop:
-                self.report.unacknowledged += added
                 raise stop
             session.pace(len(members))
 

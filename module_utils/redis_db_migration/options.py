@@ -71,7 +71,7 @@ class MigrationOptions:
     full_verify: bool = option("bool", False)
     max_batch_bytes: int = option("int", 0)
     memory_headroom: int = option("int", 10)
-    # Replicas that must acknowledge each call's writes; None: every replica connected at the
+    # Replicas that must acknowledge the run's writes; None: every replica connected at the
     # start (none on a standalone server).
     min_replicas: int | None = option("int", None)
     replica_timeout: float = option("float", 10.0)

@@ -49,6 +49,7 @@ class Session:
         self.facts = None
         self.source = None
         self.target = None
+        self.writer = None
         self.scripts = None
         self.strategy = "none"
         # Commands the server lacks, has renamed or denies this user; checks that cannot run.
@@ -77,8 +78,14 @@ class Session:
         watched = dict(redis_connect_func=self.watch.on_connect)
         self.source = open_db(self.settings, self.options.source_db, **watched)
         self.target = open_db(self.settings, self.options.target_db, **watched)
+        # Every script that writes goes through one connection, which the waits use too.
+        self.writer = self.settings.client(
+            db=self.options.source_db,
+            max_connections=1,
+            redis_connect_func=self.watch.on_writer_connect,
+        )
         if writes:
-            self.watch.probe(self.source)
+            self.watch.probe(self.writer)
         check_index_types(self)
         *scripts, probe = self._load_scripts(
             COPY_SCRIPT, INDEX_SCRIPT, CLEANUP_SCRIPT, ESTIMATE_SCRIPT, PROBE_SCRIPT
@@ -103,12 +110,10 @@ class Session:
         return scripts
 
     def close(self):
-        for client in (self.source, self.target):
+        for client in (self.source, self.target, self.writer):
             if client is not None:
                 client.close()
-        if self.watch:
-            self.watch.close()
-        elif self.sentinel:
+        if self.sentinel:
             self.sentinel.close()
 
     def call(self, func, action):
@@ -130,20 +135,21 @@ class Session:
         )
 
     def write(self, script, keys=(), args=()):
-        """Run a script that writes and, in the same round trip, wait until the replicas have
-        acknowledged its writes. Returns its reply, and None or the FailoverStop to raise once
-        the reply is counted. A failover a Sentinel announced stops the run before the call."""
+        """Run a script that writes, on the writer's connection. In the same round trip, ahead
+        of it, wait until the replicas have acknowledged what the calls before wrote. Returns
+        its reply, and None or the FailoverStop to raise once the reply is counted (its caller
+        tells the watch what it wrote). A failover a Sentinel announced stops the run first."""
         self.watch.check()
-        if self.options.dry_run or not self.watch.waits:
+        if self.options.dry_run:
             return script(keys=keys, args=args), None
-        pipe = self.source.pipeline(transaction=False)
+        pipe = self.writer.pipeline(transaction=False)
+        waited = self.watch.queue_wait(pipe, due=False)
         pipe.evalsha(script.sha, len(keys), *keys, *args)
-        self.watch.queue_wait(pipe)
         replies = pipe.execute(raise_on_error=False)
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
-        return replies[0], self.watch.acknowledged(replies[1])
+        return replies[-1], self.watch.acknowledged(replies[0]) if waited else None
 
     def stop_on_node_errors(self, errors):
         """Stop at the first error of a call that says the node is no longer a writable
@@ -245,6 +251,8 @@ class Session:
         rerun, failover = "once Redis answers", False
         try:
             work()
+            if not self.options.dry_run:
+                self.watch.flush(self.writer)
             self.watch.confirm()
         except GuardStop as exc:
             report.aborted = str(exc)
@@ -267,23 +275,24 @@ class Session:
         finally:
             report.duration = time.monotonic() - started
             report.replication = self.watch.as_dict()
+            report.unacknowledged = self.watch.pending
         if not report.aborted:
             return report
         if failover:
             where = "through Sentinel, which finds" if self.sentinel else "against"
-            raise MigrationError(
-                f"{report.aborted}. Counts so far: {report.summary()}. The source db was not "
-                f"written. What the counts say was copied was read back on "
-                f"{self.settings.endpoint}, but a failover may lose what the replicas did not "
+            advice = (
+                f"The source db was not written. What the counts say was copied was read back "
+                f"on {self.settings.endpoint}, but a failover may lose what the replicas did not "
                 f"acknowledge: rerun {where} the primary now; it copies only what that primary "
-                f"lacks.",
-                report=report,
+                f"lacks."
+            )
+        else:
+            advice = (
+                f"The source db was not written, and what the counts say was copied was read "
+                f"back; rerun {rerun}: it skips what is already done."
             )
         raise MigrationError(
-            f"{report.aborted}. Counts so far: {report.summary()}. The source db was not "
-            f"written, and what the counts say was copied was read back; rerun {rerun}: it "
-            f"skips what is already done.",
-            report=report,
+            f"{report.aborted}. Counts so far: {report.summary()}. {advice}", report=report
         )
 
 

@@ -61,6 +61,6 @@ def replication_line(watch):
     count = len(watch.replicas)
     line = f"primary{via}, {count} replica{'s' * (count != 1)} online"
     if watch.waits:
-        line += f", each call's writes wait for {watch.min_replicas} (replica_timeout "
+        line += f", writes acknowledged by {watch.min_replicas} (replica_timeout "
         line += f"{watch.timeout_ms / 1000:g} s{', WAITAOF' if watch.wait_aof else ''})"
     return line
