@@ -168,7 +168,7 @@ def test_the_migration_found_the_new_primary_and_verified_it():
     assert replication["sentinel_service"] == SERVICE
     assert replication["replicas"] == [f"{FIRST_PRIMARY}:{PORT}"]
     assert replication["min_replicas"] == 1
-    assert replication["acknowledged_calls"] > 0
+    assert replication["acknowledged_waits"] > 0
     assert replication["confirmed"] is True
     assert migrate["unacknowledged"] == 0
 
