@@ -161,7 +161,7 @@ def test_the_migration_found_the_new_primary_and_verified_it():
     assert migrate["index_counts"]["added"] == expected.index_added
     assert migrate["verified"] is True
     assert migrate["full_check"]["verified"] is True
-    # Found through Sentinel; every call's writes acknowledged by the old primary, now the
+    # Found through Sentinel; what it wrote acknowledged by the old primary, now the
     # replica; the node and the Sentinels still named the same primary at the end.
     replication = migrate["replication"]
     assert replication["primary"] == f"{NEW_PRIMARY}:{PORT}"
