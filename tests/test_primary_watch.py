@@ -43,6 +43,19 @@ def replicated(redis_factory):
     return primary, replica
 
 
+class AfterSecondCall(engine.Hooks):
+    """Calls ``action`` once, after the run's second copy call."""
+
+    def __init__(self, action):
+        self.action = action
+        self.calls = 0
+
+    def after_batch(self, keys):
+        self.calls += 1
+        if self.calls == 2:
+            self.action()
+
+
 def writes(*servers):
     return [server.rdb_changes() for server in servers]
 
@@ -168,17 +181,9 @@ def test_a_replica_that_stops_acknowledging_stops_the_run_naming_it(replicated):
     primary, replica = replicated
     replica_at = f"127.0.0.1:{replica.port}"
 
-    class PausesTheReplica(engine.Hooks):
-        calls = 0
-
-        def after_batch(self, keys):
-            self.calls += 1
-            if self.calls == 2:
-                replica.pause()
-
     try:
         with pytest.raises(engine.MigrationError) as caught:
-            run(primary, batch_size=BATCH, replica_timeout=1, hooks=PausesTheReplica())
+            run(primary, batch_size=BATCH, replica_timeout=1, hooks=AfterSecondCall(replica.pause))
     finally:
         replica.resume()
     message = str(caught.value)
@@ -249,17 +254,12 @@ def test_a_restart_between_two_calls_stops_the_run_naming_it(redis_factory):
     server = redis_factory("appendonly yes", "appendfsync always")
     seed_sessions(server.client(1), SESSIONS)
 
-    class RestartsTheServer(engine.Hooks):
-        calls = 0
-
-        def after_batch(self, keys):
-            self.calls += 1
-            if self.calls == 2:
-                server.kill()
-                server.start()
+    def restart():
+        server.kill()
+        server.start()
 
     with pytest.raises(engine.MigrationError) as caught:
-        run(server, batch_size=BATCH, hooks=RestartsTheServer())
+        run(server, batch_size=BATCH, hooks=AfterSecondCall(restart))
 
     message = str(caught.value)
     assert f"Redis at 127.0.0.1:{server.port} restarted during the run" in message, message

@@ -260,6 +260,21 @@ class ReportRun:
         return sum(record[step]["counts"][count] for record in self.records.values())
 
 
+def check_migrated_and_verified(migrate: dict, expected: Expectation) -> None:
+    """A host's migration result: every count as the host's dataset expects, verified, and
+    the full check after the copy verified too."""
+    assert migrate["counts"] == {
+        "found": len(expected.source_sessions),
+        "migrated": len(expected.migrated),
+        "skipped": len(expected.skipped),
+        "expired": 0,
+        "failed": 0,
+    }
+    assert migrate["index_counts"]["added"] == expected.index_added
+    assert migrate["verified"] is True
+    assert migrate["full_check"]["verified"] is True
+
+
 def report_runs() -> list[ReportRun]:
     """Every run's report folder, oldest first (the folder names carry a UTC stamp)."""
     return [ReportRun(path) for path in sorted(report_dir().iterdir()) if path.is_dir()]
