@@ -274,8 +274,10 @@ class App:
             self.write_session(pending[-1])  # not copied yet: the copy must skip it
 
     def after_batch(self, keys):
-        self.write_session(keys[-1])  # copied a moment ago: the app replaces its copy
-        self.score(keys[-1])  # its index entry is not merged yet
+        # A call whose SCAN pages matched nothing handled no key.
+        if keys:
+            self.write_session(keys[-1])  # copied a moment ago: the app replaces its copy
+            self.score(keys[-1])  # its index entry is not merged yet
         pending = self.untouched(present=False)
         if pending:
             self.write_session(pending[len(pending) // 2])  # not even found by SCAN yet
