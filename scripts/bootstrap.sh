@@ -65,6 +65,7 @@ ensure_docker() {
 
 ensure_venv "$VENV" "$ROOT/requirements-dev.txt"
 COMPAT_VENV="$VENV/redis-py-4.3"
+OLDEST_ANSIBLE_VENV="$VENV/ansible-2.16"
 SERVERS_VENV="$VENV/servers"
 
 export PATH="$VENV/bin:$PATH"

@@ -2,7 +2,7 @@
 # storyart.session_migration in DEST (an empty directory) from this repository's tree:
 #   library/redis_db_migrate.py  -> plugins/modules/  (imports and doc fragment by FQCN)
 #   module_utils/, doc_fragments/ -> plugins/module_utils/, plugins/doc_fragments/
-#   roles/, playbooks/            -> roles/, playbooks/
+#   roles/, playbooks/            -> roles/, playbooks/  (the role's module call by FQCN)
 #   collection/*, LICENSE         -> galaxy.yml, meta/, README, changelog, EE dependencies
 # The repository keeps its own layout, run through ansible.cfg; the collection is a second
 # way in, for operators who install it into their own repository.
@@ -35,6 +35,10 @@ stage_collection() {
     sed -e "s/ansible\.module_utils\.redis_db_migration/$COLLECTION_UTILS.redis_db_migration/" \
         -e "s/^  - redis_connection$/  - $COLLECTION_FQCN.redis_connection/" \
         "$ROOT/library/redis_db_migrate.py" >"$dest/plugins/modules/redis_db_migrate.py"
+    # Inside the collection the role names its module by FQCN, as Galaxy's import lint asks;
+    # the repository's own layout finds it through ansible.cfg's library path.
+    find "$dest/roles" -name '*.yml' -exec \
+        sed -i -E "s/^( +)redis_db_migrate:$/\1$COLLECTION_FQCN.redis_db_migrate:/" {} +
     # The fragment directory ships even when empty: antsibull-changelog expects it.
     mkdir -p "$dest/changelogs/fragments"
 }

