@@ -15,9 +15,10 @@ COPIED, PRESENT, GONE = 0, 1, 2
 # Outcome codes of the clean-up script, per key.
 IDENTICAL, DIFFERENT, NO_COPY, CLEAN_GONE = 0, 1, 2, 3
 # How a script call ended: every key handled; stopped at its byte budget (the next call takes
-# the rest); stopped by the memory guard because the next write would not fit; or stopped
-# because the server has evicted keys since the run started.
-DONE, BUDGET, MEMORY, EVICTED = 0, 1, 2, 3
+# the rest); stopped by the memory guard because the next write would not fit; stopped
+# because the server has evicted keys since the run started; or not run at all, because it
+# reached the server after its deadline (LUA_DEADLINE).
+DONE, BUDGET, MEMORY, EVICTED, EXPIRED = 0, 1, 2, 3, 4
 
 # Every script starts with this. Redis 5 and 6 let a script write after a non-deterministic
 # command (TIME, INFO, SCAN) only when it replicates its effects; Redis 7 always does.
@@ -25,8 +26,23 @@ LUA_HEADER = f"""
 if redis.replicate_commands then redis.replicate_commands() end
 local COPIED, PRESENT, GONE = {COPIED}, {PRESENT}, {GONE}
 local IDENTICAL, DIFFERENT, NO_COPY, CLEAN_GONE = {IDENTICAL}, {DIFFERENT}, {NO_COPY}, {CLEAN_GONE}
-local DONE, BUDGET, MEMORY, EVICTED = {DONE}, {BUDGET}, {MEMORY}, {EVICTED}
+local DONE, BUDGET, MEMORY, EVICTED, EXPIRED = {DONE}, {BUDGET}, {MEMORY}, {EVICTED}, {EXPIRED}
 local KEY_OVERHEAD, INDEX_ENTRY_BYTES = {KEY_OVERHEAD}, {INDEX_ENTRY_BYTES}
+"""
+
+# The deadline of a call that writes, in its last ARGV: the time in ms on the server's clock
+# after which it must not run, or 0 for none (in_flight.py). It is checked before anything
+# else, so a call that reaches the server later (held in a stalled network after its caller
+# gave up) returns {EXPIRED, the server's time} and changes nothing. Scripts replicate their
+# effects, not themselves (LUA_HEADER): replicas and the AOF replay what a call did, or
+# nothing, and never judge its deadline again.
+LUA_DEADLINE = """
+local not_after = tonumber(ARGV[#ARGV])
+if not_after > 0 then
+  local now = redis.call('TIME')
+  now = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  if now > not_after then return {EXPIRED, now} end
+end
 """
 
 # The memory guard, run before a call writes anything. ARGV[4]: '1' when it is on; ARGV[5]: the

@@ -1,21 +1,23 @@
-"""The script that deletes from the source the keys whose copy has the same type and content."""
+"""The scripts that delete from the source: the keys whose copy has the same type and content,
+and an index the clean-up has checked."""
 
 from __future__ import annotations
 
-from .lua import LUA_HEADER
+from .lua import LUA_DEADLINE, LUA_HEADER
 
 # KEYS: key names found in the source db. ARGV[1], ARGV[2]: source and target db. ARGV[3]:
 # 'plan' or 'delete'. ARGV[4]: this call's byte budget, 0 for none. ARGV[5]: '1' to size keys
-# with MEMORY USAGE. Compares each source key with the target key of the same name by type and
-# content, whatever their encodings: strings byte for byte, list items in order, hash fields
-# and values, set members, sorted-set members and scores, stream entries one by one (other
-# types by DUMP). Stops before a key that would take the call over its byte budget (a key
-# larger than the budget goes alone). Returns {how it ended, bytes compared, one outcome per
-# key handled}: IDENTICAL (deleted, or planning, would be), DIFFERENT, NO_COPY or CLEAN_GONE
-# (gone from the source). Only identical keys are ever deleted, with UNLINK, in the same
-# atomic call as their comparison.
+# with MEMORY USAGE. ARGV[6]: the deadline (lua.LUA_DEADLINE). Compares each source key with the
+# target key of the same name by type and content, whatever their encodings: strings byte for
+# byte, list items in order, hash fields and values, set members, sorted-set members and scores,
+# stream entries one by one (other types by DUMP). Stops before a key that would take the call
+# over its byte budget (a key larger than the budget goes alone). Returns {how it ended, bytes
+# compared, one outcome per key handled}: IDENTICAL (deleted, or planning, would be), DIFFERENT,
+# NO_COPY or CLEAN_GONE (gone from the source). Only identical keys are ever deleted, with
+# UNLINK, in the same atomic call as their comparison.
 CLEANUP_SCRIPT = (
     LUA_HEADER
+    + LUA_DEADLINE
     + """
 local src, dst, mode = ARGV[1], ARGV[2], ARGV[3]
 local budget, sized = tonumber(ARGV[4]), ARGV[5] == '1'
@@ -101,5 +103,17 @@ if mode == 'delete' and #identical > 0 then
   end
 end
 return {ended, spent, out}
+"""
+)
+
+# KEYS[1]: a source index the clean-up has checked entry by entry. ARGV[1]: the deadline. Sent
+# inside the MULTI of the connection that has WATCHed the index since before the check, so it
+# runs only when nothing changed the index meanwhile; a script so that the deadline covers it.
+# Returns {DONE, 1 when it deleted the index}.
+DROP_INDEX_SCRIPT = (
+    LUA_HEADER
+    + LUA_DEADLINE
+    + """
+return {DONE, redis.call('UNLINK', KEYS[1])}
 """
 )

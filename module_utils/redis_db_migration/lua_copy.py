@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .lua import LUA_HEADER, LUA_MEMORY_GUARD
+from .lua import LUA_DEADLINE, LUA_HEADER, LUA_MEMORY_GUARD
 
 # One call handles one batch of keys, and finds them itself: SCAN runs in the script, so key
 # names cross the network only on their way back, for the read-back. ARGV[1], ARGV[2]: source
@@ -13,8 +13,9 @@ from .lua import LUA_HEADER, LUA_MEMORY_GUARD
 # keys with MEMORY USAGE. ARGV[10]: the batch size. ARGV[11]: the SCAN cursor to go on from, ''
 # once the walk is over. ARGV[12]: the pattern. ARGV[13]: how many index names follow, never
 # handled as keys. Then the keys an earlier call found and left (it stopped at its byte budget,
-# or SCAN gave more than a batch). No key is declared in KEYS: ACL then checks each key in the
-# command that touches it, so a key the user may not write fails alone.
+# or SCAN gave more than a batch). Last, the deadline (LUA_DEADLINE). No key is declared in
+# KEYS: ACL then checks each key in the command that touches it, so a key the user may not
+# write fails alone.
 # SCAN pages of the pattern fill the batch after the keys left: at most 16 pages of the batch
 # size, so that in a db where few keys match one call still walks no more than a few ms of it.
 # Handles the batch in order, never with REPLACE, and stops before a key that would take the
@@ -27,6 +28,7 @@ from .lua import LUA_HEADER, LUA_MEMORY_GUARD
 # key's classification cannot race with its write.
 COPY_SCRIPT = (
     LUA_HEADER
+    + LUA_DEADLINE
     + LUA_MEMORY_GUARD
     + """
 local src, dst, mode = ARGV[1], ARGV[2], ARGV[3]
@@ -37,7 +39,7 @@ local function find_keys()
   local keys, skip, pages = {}, {}, 0
   local left = 14 + tonumber(ARGV[13])
   for i = 14, left - 1 do skip[ARGV[i]] = true end
-  for i = left, #ARGV do keys[#keys + 1] = ARGV[i] end
+  for i = left, #ARGV - 1 do keys[#keys + 1] = ARGV[i] end
   redis.call('SELECT', src)
   while #keys < batch and cursor ~= '' and pages < 16 do
     local page = redis.call('SCAN', cursor, 'MATCH', ARGV[12], 'COUNT', batch)
@@ -168,15 +170,17 @@ return reply(DONE, spent, out, used, ceiling, evicted, 0)
 
 # KEYS[1]: the index sorted set. ARGV[1], ARGV[2]: source and target db. ARGV[3]: 'plan' or
 # 'merge'. ARGV[4..7]: the memory guard. ARGV[8]: ZSCAN cursor. ARGV[9]: ZSCAN COUNT, sized by
-# the caller to the byte budget. Reads one page of the source index and merges it into the
-# target index on the server: members already in the target keep their score (ZADD NX, whose
-# reply counts the members it added). Returns {how it ended, next cursor, added, present,
-# orphans, members, error, bytes the page needs, used_memory, ceiling, evicted_keys}: orphans
-# are members whose session key exists in neither db, merged all the same; members are the
-# page's names, for the read-back; error is '' or why the merge failed. A page the memory
-# guard stops is not merged at all, and the cursor returned is the one it was given.
+# the caller to the byte budget. ARGV[10]: the deadline (LUA_DEADLINE). Reads one page of the
+# source index and merges it into the target index on the server: members already in the target
+# keep their score (ZADD NX, whose reply counts the members it added). Returns {how it ended,
+# next cursor, added, present, orphans, members, error, bytes the page needs, used_memory,
+# ceiling, evicted_keys}: orphans are members whose session key exists in neither db, merged all
+# the same; members are the page's names, for the read-back; error is '' or why the merge
+# failed. A page the memory guard stops is not merged at all, and the cursor returned is the one
+# it was given.
 INDEX_SCRIPT = (
     LUA_HEADER
+    + LUA_DEADLINE
     + LUA_MEMORY_GUARD
     + """
 local src, dst, mode, index = ARGV[1], ARGV[2], ARGV[3], KEYS[1]
