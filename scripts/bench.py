@@ -30,6 +30,11 @@ in turn with the same engine told to wait for no replica (min_replicas 0), three
 Large sessions: 100 KB to 2 MB of incompressible bytes, with COPY and DUMP/RESTORE, with the
 byte budget and without: the longest server call and the latency another client sees.
 
+Pacing: at each rate (--pacing; 100, 500, 5,000 and 100,000 keys and index entries a second
+by default), as many sessions as take --pacing-seconds at that rate, migrated with full_verify
+as the role does: the rate asked against the rate achieved (every key and index entry of each
+pass, over the run's wall time), and the time preflight announced against the time it took.
+
 The fleet: for 20 and 100 inventory hosts on local connections, each with its own small
 redis-server, the controller's CPU seconds per host (ansible-playbook and every process it
 starts) for playbooks/migrate_sessions.yml against a minimal playbook making the same single
@@ -205,7 +210,7 @@ def engine_child(port, settings, options):
     elapsed = time.monotonic() - started
     print(json.dumps(dict(
         seconds=elapsed, ok=report.ok, migrated=report.migrated, strategy=report.strategy,
-        peak_rss_mb=peak_rss_mb(),
+        peak_rss_mb=peak_rss_mb(), pace=report.pace,
     )))  # fmt: skip
 
 
@@ -481,6 +486,53 @@ def wait_for_replica(primary, replica):
         time.sleep(0.05)
 
 
+PACING_RATES = [100, 500, 5000, 100_000]
+
+
+def pacing(args, workdir, results):
+    """At each rate, the rate achieved against the rate asked, and the time preflight
+    announced against the time the run took. Each run goes through 4 items a session: the key
+    and its index entry, read again by full_verify."""
+    rows = results["pacing"] = []
+    server = start_server(workdir)
+    try:
+        for rate in args.pacing:
+            count = max(1, round(rate * args.pacing_seconds / 4))
+            print(f"Pacing at {rate} keys and index entries a second, {count} sessions...",
+                  flush=True)  # fmt: skip
+            server.client(1).flushdb()
+            reset_target(server)
+            seed(server, count)
+            options = dict(max_keys_per_second=rate, full_verify=True, batch_size=args.batch_size)
+            announced = engine.preflight(
+                engine.ConnectionSettings(port=server.port),
+                engine.MigrationOptions(
+                    source_db=1, target_db=0, patterns=("storyart:session:*",),
+                    indexes=(INDEX,), **options,
+                ),
+            )  # fmt: skip
+            run = run_engine(server, **options)
+            check_migrated(server, count)
+            items = run["pace"]["keys_and_entries"]
+            achieved = items / run["seconds"]
+            rows.append(dict(
+                asked_per_second=rate, sessions=count, keys_and_entries=items,
+                call_size=engine.Pacer(rate).call_size(args.batch_size),
+                achieved_per_second=round(achieved), achieved_over_asked=round(achieved / rate, 3),
+                announced_seconds=announced["pace"]["seconds"], seconds=round(run["seconds"], 2),
+                announced_over_actual=round(announced["pace"]["seconds"] / run["seconds"], 3),
+                longest_call_ms=run["server_blocked"]["longest_ms"],
+            ))  # fmt: skip
+    finally:
+        stop_server(server)
+    print("asked/s  sessions  items  call  achieved/s  ratio  announced  took  longest call")
+    for row in rows:
+        print(f"{row['asked_per_second']:>7}  {row['sessions']:>8}  {row['keys_and_entries']:>5}  "
+              f"{row['call_size']:>4}  {row['achieved_per_second']:>10}  "
+              f"{row['achieved_over_asked']:>5}  {row['announced_seconds']:>8} s  "
+              f"{row['seconds']:>5} s  {row['longest_call_ms']} ms")  # fmt: skip
+
+
 def replicated(args, workdir, results):
     """The engine with its replica's acknowledgements against the same engine without them."""
     count = args.replicated
@@ -650,6 +702,13 @@ def main():
         "--replicated", type=int, default=1_000_000,
         help="sessions on a primary with a replica, acknowledged or not; 0: skip",
     )  # fmt: skip
+    parser.add_argument(
+        "--pacing", type=int, nargs="*", metavar="RATE", default=PACING_RATES,
+        help="rates of the paced runs, keys and index entries a second; none: skip",
+    )  # fmt: skip
+    parser.add_argument(
+        "--pacing-seconds", type=float, default=8, help="what each paced run should take"
+    )
     parser.add_argument("--output", default=str(ROOT / "reports" / "bench.json"))
     args = parser.parse_args()
     if shutil.which("redis-server") is None:
@@ -662,6 +721,8 @@ def main():
             replicated(args, workdir, results)
         if args.large_sessions:
             large_sessions(args, workdir, results)
+        if args.pacing:
+            pacing(args, workdir, results)
         if not args.skip_fleet:
             fleet(args, workdir, results)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
