@@ -58,6 +58,8 @@ options:
     description:
       - Seconds to wait for any one reply. A batch is one reply, and so is its wait for the
         replicas, so keep it above O(replica_timeout).
+      - Also how long a call that writes may take to reach Redis. Past that, on the server's
+        clock, it does nothing, so that no call runs after the module gave up on it.
     type: float
     default: 30
   sentinel_hosts:

@@ -19,8 +19,12 @@ description:
   - Never writes to or deletes from the source db, and never touches keys that do not match.
   - Finds keys with SCAN, never KEYS, and holds at most one batch of key names in memory.
   - Uses COPY on Redis 6.2 and newer, and DUMP + RESTORE where COPY is missing, renamed or
-    denied. Each batch runs as a Lua script. Preflight probes every command the mode and
-    strategy will send, and names each one the user may not run.
+    denied. Each batch runs as a Lua script.
+  - Before anything else, every mode tries each command it will send, in one pass that writes
+    nothing, as the login user. A user who lacks some gets one refusal that names all of them,
+    with one C(ACL SETUSER) line that grants them all. A command the server does not know
+    (renamed or disabled, as managed services do) is named apart from one ACL denies, with the
+    option that does without it, or the advice to have the provider enable it.
   - Per-key errors do not stop the run; they are counted and listed, and the task fails at the
     end with the full report.
   - In check mode it is a dry run that returns the full plan and sends Redis no write.
@@ -57,6 +61,9 @@ options:
       - V(preflight) makes every check a migration makes before its first write (reachable,
         authenticated, primary, not cluster, both dbs exist, index types, permissions, copy
         strategy, memory) and returns the server facts and the memory estimate. It never writes.
+        It also tries the commands the clean-up will send. It fails only on what the migration
+        lacks, and warns of what the clean-up would lack (RV(permissions)), so a preflight
+        without that warning means the clean-up may run too.
       - V(verify) checks, independently of any run, that every matching source key and every
         source index entry is in the target; it fails when something is missing. It never
         writes.
@@ -120,7 +127,7 @@ options:
   batch_size:
     description:
       - Keys (and index members) handled per server round trip and per SCAN COUNT, from 1 to
-        10000.
+        10000; fewer at a low O(max_keys_per_second).
       - Each batch runs as one Lua script that blocks other clients while it runs, so lower it
         for very large values.
     type: int
@@ -129,7 +136,14 @@ options:
     description:
       - Pace the run to at most this many keys and index entries per second, for a busy
         production server. V(0) means no limit; not negative.
-      - The pace is kept per batch, so a lower O(batch_size) makes it smoother.
+      - Every key and index entry the run goes through counts, in each pass (the copy, the
+        index merge and, with O(full_verify), the second reading of both; in O(mode=cleanup),
+        the keys compared and the index entries checked). A migration of K keys and E index
+        entries takes (K + E) / O(max_keys_per_second) seconds, twice that with
+        O(full_verify); O(mode=preflight) announces it (RV(pace)).
+      - The calls are spread evenly, each handling at most a tenth of a second's worth of keys
+        (O(max_keys_per_second) / 10, at least 1, at most O(batch_size)), so the server meets
+        small calls at a steady pace rather than a full batch and then a long pause.
     type: int
     default: 0
   min_replicas:
@@ -162,6 +176,19 @@ options:
     type: str
     choices: [auto, copy, dump-restore]
     default: auto
+  run_dir:
+    description:
+      - Directory, on the machine the module runs on, where a real O(mode=migrate) or
+        O(mode=cleanup) records itself while it runs, so that a stop can find it, in a run file
+        (mode 0600, the directory 0700) with its pid, mode, endpoint and start, never a
+        secret, removed when the run ends.
+      - A stop file beside the run file (the C(redis_db_migrate_stop) module writes it) or
+        SIGTERM to the pid stops the run between two server calls, never in one. What the
+        last call wrote is read back and acknowledged as usual; the result then has
+        RV(outcome=stopped), the counts so far and RV(stopped), and is left beside the run
+        file for the stop to report.
+      - Unset, no run file is written; SIGTERM still stops the run that way.
+    type: path
 extends_documentation_fragment:
   - redis_connection
 attributes:
@@ -172,14 +199,36 @@ attributes:
     description: Shows the target db before and after, with a capped sample of keys.
     support: full
 notes:
+  - Nothing the module sent can run after it reports. Each call that writes carries a
+    deadline on the server's own clock, read with C(TIME), which the user must therefore be
+    allowed in O(mode=migrate) and O(mode=cleanup). The deadline is at most O(socket_timeout)
+    after the call was sent, before the module can give up on it, and a call that reaches
+    Redis later, held in a stalled network, does nothing. A call whose reply was lost may
+    have run before its deadline; RV(unknown) says how much it may have done beyond the
+    counts.
   - SCAN may return a key twice while the server resizes its tables. Such a key is handled
     twice and counted once as migrated and once as skipped; nothing is overwritten.
   - O(mode=cleanup) compares keys by type and content (hash fields and values, set members,
     list items in order, sorted-set members and scores, stream entries, strings byte for
     byte), whatever their encoding; expiries and stream consumer groups are not compared.
-  - Each batch is checked against ACL key permissions as a whole, so one key the user may not
-    touch fails its whole batch; the other keys are reported failed and copied by a rerun with
-    the right permissions.
+  - ACL key permissions are checked key by key, where the copy writes each key, so a key the
+    user may read but not write fails alone; it is counted and listed in RV(errors), the rest
+    of its batch is copied, and a rerun with the right permissions copies it. A matching key
+    the user may not even read stops the run at the first call that meets it (the memory
+    estimate, else the copy), naming the refusal; a rerun skips what was done.
+  - Key names are shown escaped wherever they reach the operator (the diff, RV(msg),
+    RV(samples), RV(errors), RV(indexes), RV(verification), RV(scope_warnings)), so that no
+    name can move the cursor, clear or retitle the terminal or forge a line. A literal
+    backslash shows as C(\\); a byte that is not UTF-8 as C(\xNN); a control or invisible
+    formatting character (C0, DEL, C1 with ESC, CSI and OSC, bidi overrides, zero-width) as
+    C(\n), C(\r), C(\t), C(\xNN) or C(\uNNNN). A name is cut after 200 characters, and
+    the cut says how many bytes it left out, as in …(+99,800 bytes). Only what is shown is
+    escaped; the keys are copied, compared and deleted by their exact bytes.
+  - Given a secret (O(login_password), O(sentinel_password)), the module removes the
+    C(AnsiballZ_redis_db_migrate.py) file it was started from as soon as it has read its
+    arguments, also with C(ANSIBLE_KEEP_REMOTE_FILES). Ansible writes them into that file in
+    clear and removes it only when the run ends, which a killed background run never does.
+    A file it cannot remove is named in a warning.
 author:
   # No GitHub handle: the form Ansible's module checks accept for that.
   - StoryArt operations (!UNKNOWN)
@@ -230,8 +279,11 @@ EXAMPLES = r"""
 RETURN = r"""
 outcome:
   description:
-    - V(ok) or V(failed), on every result. A task that records failures instead of failing
-      (with C(failed_when) false) reads it; a result without it means the module never ran.
+    - V(ok), V(failed) or V(stopped), on every result. A task that records failures instead
+      of failing (with C(failed_when) false) reads it; a result without it means the module
+      never ran.
+    - V(stopped), a failure, when the operator stopped the run (see O(run_dir)); its message
+      says that Redis is consistent and that a rerun completes the run.
   returned: always
   type: str
   sample: ok
@@ -267,6 +319,37 @@ checks_not_run:
   returned: always
   type: list
   elements: str
+permissions:
+  description:
+    - What the login user may run, from the probe before anything else. V(user), the login
+      user (V(default) without one); V(checked), the steps whose commands were tried
+      (preflight checks V(migrate) and V(cleanup)); V(ready), per step, whether it may run;
+      V(missing), per step, the commands it needs that cannot run.
+    - V(denied), the commands ACL denies (NOPERM); V(renamed), those the server does not know
+      (renamed or disabled, which no ACL grant brings back); V(keys), ACL key patterns
+      (C(~...)) of keys the user may not touch.
+    - V(acl_setuser), the one C(ACL SETUSER) line that grants every denied command and key
+      pattern, or null; V(options), each option that would do without missing commands.
+    - V(warnings), what a later step would be refused (in preflight, the clean-up), also
+      issued as Ansible warnings.
+    - On a refusal for missing commands, in any mode, the failed result holds it too.
+  returned: mode is preflight, or the user lacks commands
+  type: dict
+  sample:
+    user: storyart-migrator
+    checked: [migrate, cleanup]
+    ready: {migrate: false, cleanup: false}
+    missing:
+      migrate: [PING, SELECT, SCRIPT LOAD, EVALSHA, INFO]
+      cleanup: [PING, SELECT, SCRIPT LOAD, EVALSHA, WATCH, MULTI, EXEC, UNWATCH]
+    denied: [PING, SELECT, SCRIPT LOAD, EVALSHA, INFO, WATCH, MULTI, EXEC, UNWATCH]
+    renamed: []
+    keys: []
+    acl_setuser: >-
+      ACL SETUSER storyart-migrator +ping +select +script|load +evalsha +info +watch +multi
+      +exec +unwatch
+    options: ["memory_check: false runs migrate without INFO"]
+    warnings: []
 role:
   description: Replication role of the server.
   returned: mode is preflight
@@ -350,14 +433,30 @@ verification:
   returned: always
   type: dict
 samples:
-  description: Up to 10 key names for each of V(migrated), V(skipped) and V(expired).
+  description:
+    - Up to 10 key names for each of V(migrated), V(skipped) and V(expired), each shown escaped
+      and cut as the notes say.
   returned: always
   type: dict
 errors:
-  description: Up to 20 failures, each with the key and the server's error. Counts are never capped.
+  description:
+    - Up to 20 failures, each with the key and the server's error, both shown escaped as the
+      notes say (the error cut after 500 characters). Counts are never capped.
   returned: always
   type: list
   elements: dict
+scope_warnings:
+  description:
+    - What the patterns and indexes took in that deserves a look, also issued as Ansible
+      warnings. A pattern that starts with a glob character (C(*), C(?), C([) or a
+      backslash), which SCAN cannot narrow to one application's keys, so it may take in any
+      key of the db.
+      With O(mode=migrate) or O(mode=verify), an index whose entries were merged or checked
+      while the patterns matched no key at all.
+    - Empty when there is nothing to look at.
+  returned: always
+  type: list
+  elements: str
 replication:
   description:
     - The primary the run wrote to and the watch over it. V(primary), host:port;
@@ -377,6 +476,31 @@ unacknowledged:
       failover. V(0) whenever the run finished.
   returned: always
   type: int
+unknown:
+  description:
+    - What the last call may have written beyond the counts, when its reply was lost (the
+      connection was reset, or no reply came within O(socket_timeout)), since the call may
+      have run all the same. V(keys), the most keys it may have copied or, with O(mode=cleanup),
+      deleted (its batch); V(index_entries), the index entries it may have added (about one
+      ZSCAN page, which may run a little over its COUNT) or, with O(mode=cleanup), those of
+      the index it may have deleted; V(call), that in words. A rerun skips whatever it did.
+    - V(keys=0), V(index_entries=0) and V(call=null) whenever every reply arrived.
+  returned: always
+  type: dict
+  sample: {keys: 1000, index_entries: 0, call: "may have copied up to 1000 more keys (its batch)"}
+pace:
+  description:
+    - V(max_keys_per_second), as asked.
+    - With O(mode=preflight), what a migration will go through and for how long,
+      V(matching_keys) (as RV(memory) counts them), V(index_entries) in the source indexes,
+      V(passes) (2 with O(full_verify), which reads everything again, outside check mode), and
+      V(seconds), (V(matching_keys) + V(index_entries)) x V(passes) / V(max_keys_per_second);
+      null without a rate or when the keys could not be counted.
+    - Otherwise what the run went through, V(keys_and_entries), every key and index entry of
+      every pass, and V(per_second), that divided by RV(duration), the rate achieved.
+  returned: always
+  type: dict
+  sample: {max_keys_per_second: 500, keys_and_entries: 12000, per_second: 500}
 duration:
   description: Seconds the copy, merge and verification took.
   returned: always
@@ -385,15 +509,26 @@ keys_per_second:
   description: Keys found divided by duration.
   returned: always
   type: int
+stopped:
+  description:
+    - True when the operator stopped the run between two server calls (O(run_dir)); RV(msg)
+      then says while doing what, and after how many keys and index entries.
+  returned: mode is not preflight
+  type: bool
 """
 
+import inspect
+import os
+
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+from ansible.module_utils.common.parameters import remove_values
 from ansible.module_utils.redis_db_migration import (
     HAS_REDIS,
     MODES,
     ConnectionSettings,
     MigrationError,
     MigrationOptions,
+    RunRecord,
     argument_spec,
     cleanup,
     from_params,
@@ -407,6 +542,7 @@ def module_rules():
     """The options, each defined once in the engine, and how they go together."""
     spec = argument_spec(ConnectionSettings, MigrationOptions)
     spec["mode"] = dict(type="str", choices=list(MODES), default="migrate")
+    spec["run_dir"] = dict(type="path")
     return dict(
         argument_spec=spec,
         required_by={"client_key_file": "client_cert_file"},
@@ -427,13 +563,80 @@ def report_result(report, diff):
 
 def warn_about(module, result):
     """Ansible prints a module's warnings for each host, whatever the callback: e.g. that the
-    server has no maxmemory, which every run should show."""
+    server has no maxmemory, or that a pattern may take in other applications' keys, which
+    every run should show."""
     for warning in (result.get("memory") or {}).get("warnings", ()):
         module.warn(warning)
+    for warning in result.get("scope_warnings", ()):
+        module.warn(warning)
+    for warning in (result.get("permissions") or {}).get("warnings", ()):
+        module.warn(warning)
+
+
+def remove_arguments_file(module):
+    """Remove the AnsiballZ file this run was started from when its arguments hold a secret.
+
+    The file holds them in clear, and Ansible removes it only when the run ends: a background
+    run outlives a Ctrl-C of ansible-playbook, and a killed one never ends. Nothing reads the
+    file once the module has its arguments: async_wrapper read its interpreter line before
+    starting it, and only removes its directory afterwards. The file is the first frame's, and
+    only a real AnsiballZ wrapper is touched: not a module run in-process or piped to Python.
+    """
+    if not module.no_log_values:
+        return
+    frame = inspect.currentframe()
+    while frame is not None and frame.f_back is not None:
+        frame = frame.f_back
+    wrapper = frame.f_globals if frame is not None else {}
+    path = wrapper.get("__file__") or ""
+    if not wrapper.get("_ANSIBALLZ_WRAPPER") or not os.path.basename(path).startswith("AnsiballZ_"):
+        return
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass
+    except OSError as exc:
+        module.warn(
+            f"Could not remove {path}, which holds this task's arguments, its password among "
+            f"them: {exc.strerror or exc}. Remove it; Ansible removes it when the run ends."
+        )
+
+
+def record_run(module, settings, mode):
+    """The record of a real migration or clean-up (running.RunRecord): its run file in
+    run_dir, which a stop finds, and SIGTERM as a stop request; None for the other modes and
+    a dry run, which write nothing."""
+    if mode not in ("migrate", "cleanup") or module.check_mode:
+        return None
+    run = RunRecord(
+        module.params["run_dir"],
+        mode=mode,
+        endpoint=settings.scrub(settings.endpoint),
+        source_db=module.params["source_db"],
+        target_db=module.params["target_db"],
+    )
+    problem = run.start()
+    if problem:
+        module.warn(
+            f"Cannot record this run in run_dir: {problem}. A stop cannot find it; "
+            f"kill -TERM {os.getpid()} stops it between two server calls."
+        )
+    return run
+
+
+def end(module, run, **result):
+    """Exit with ``result``, a success only when its outcome is ok. A recorded run first
+    leaves it, without its secrets, for the stop that asked for it, and removes its run file."""
+    if run is not None:
+        run.end(remove_values(result, module.no_log_values))
+    if result["outcome"] == "ok":
+        module.exit_json(**result)
+    module.fail_json(**result)
 
 
 def main():
     module = AnsibleModule(**module_rules())
+    remove_arguments_file(module)
     if not HAS_REDIS:
         module.fail_json(
             outcome="failed",
@@ -444,18 +647,24 @@ def main():
     settings = from_params(ConnectionSettings, module.params)
     options = from_params(MigrationOptions, module.params, dry_run=module.check_mode)
     mode = module.params["mode"]
+    run = record_run(module, settings, mode)
     try:
         if mode == "preflight":
             facts = preflight(settings, options)
             warn_about(module, facts)
             module.exit_json(changed=False, outcome="ok", **facts)
-        report = OPERATIONS[mode](settings, options)
+        report = OPERATIONS[mode](
+            settings, options, stop_requested=run.stop_requested if run else None
+        )
     except MigrationError as exc:
         result = report_result(exc.report, module._diff) if exc.report else {}
         result.pop("msg", None)
-        module.fail_json(msg=settings.scrub(exc), outcome="failed", **result)
+        result.update(exc.fields)
+        end(module, run, msg=settings.scrub(exc), outcome="failed", **result)
     except Exception as exc:  # noqa: BLE001 - the operator gets a sentence, never a traceback
-        module.fail_json(
+        end(
+            module,
+            run,
             outcome="failed",
             msg=settings.scrub(
                 f"Unexpected {type(exc).__name__} in mode {mode} on {settings.endpoint}: "
@@ -464,9 +673,8 @@ def main():
         )
     result = report_result(report, module._diff)
     warn_about(module, result)
-    if report.ok:
-        module.exit_json(outcome="ok", **result)
-    module.fail_json(outcome="failed", **result)
+    outcome = "ok" if report.ok else "stopped" if report.stopped else "failed"
+    end(module, run, outcome=outcome, **result)
 
 
 if __name__ == "__main__":

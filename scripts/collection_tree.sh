@@ -1,6 +1,6 @@
 # Sourced by the collection scripts. stage_collection DEST lays out the collection
 # storyart.session_migration in DEST (an empty directory) from this repository's tree:
-#   library/redis_db_migrate.py  -> plugins/modules/  (imports and doc fragment by FQCN)
+#   library/*.py                 -> plugins/modules/  (imports and doc fragment by FQCN)
 #   module_utils/, doc_fragments/ -> plugins/module_utils/, plugins/doc_fragments/
 #   roles/, playbooks/            -> roles/, playbooks/  (the role's module call by FQCN)
 #   collection/*, LICENSE         -> galaxy.yml, meta/, README, changelog, EE dependencies
@@ -32,13 +32,16 @@ stage_collection() {
             mkdir -p "$dest/$(dirname "$target")"
             cp "$ROOT/$path" "$dest/$target"
         done
-    sed -e "s/ansible\.module_utils\.redis_db_migration/$COLLECTION_UTILS.redis_db_migration/" \
-        -e "s/^  - redis_connection$/  - $COLLECTION_FQCN.redis_connection/" \
-        "$ROOT/library/redis_db_migrate.py" >"$dest/plugins/modules/redis_db_migrate.py"
+    local module
+    for module in "$ROOT"/library/*.py; do
+        sed -e "s/ansible\.module_utils\.redis_db_migration/$COLLECTION_UTILS.redis_db_migration/" \
+            -e "s/^  - redis_connection$/  - $COLLECTION_FQCN.redis_connection/" \
+            "$module" >"$dest/plugins/modules/$(basename "$module")"
+    done
     # Inside the collection the role names its module by FQCN, as Galaxy's import lint asks;
     # the repository's own layout finds it through ansible.cfg's library path.
     find "$dest/roles" -name '*.yml' -exec \
-        sed -i -E "s/^( +)redis_db_migrate:$/\1$COLLECTION_FQCN.redis_db_migrate:/" {} +
+        sed -i -E "s/^( +)(redis_db_migrate(_stop)?):$/\1$COLLECTION_FQCN.\2:/" {} +
     # The fragment directory ships even when empty: antsibull-changelog expects it.
     mkdir -p "$dest/changelogs/fragments"
 }

@@ -6,8 +6,9 @@ source "$(dirname "$0")/bootstrap.sh"
 
 workdir=$(mktemp -d)
 port=$(python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+# maxmemory as a production server has it: the memory guard judges the copy against it.
 redis-server --port "$port" --bind 127.0.0.1 --save '' --appendonly no --dir "$workdir" \
-    --logfile "$workdir/redis.log" &
+    --maxmemory 256mb --logfile "$workdir/redis.log" &
 redis_pid=$!
 trap 'kill "$redis_pid" 2>/dev/null; wait "$redis_pid" 2>/dev/null; rm -rf "$workdir"' EXIT
 for _ in $(seq 100); do

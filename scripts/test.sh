@@ -32,7 +32,7 @@ run_pytest() {
 # The tests that call the engine directly, which run again on every server and redis-py.
 ENGINE_TESTS=(tests/test_engine.py tests/test_engine_errors.py tests/test_engine_modes.py
     tests/test_faults.py tests/test_production.py tests/test_ha.py tests/test_primary_watch.py
-    tests/test_sentinel_auth.py tests/test_permissions.py)
+    tests/test_sentinel_auth.py tests/test_permissions.py tests/test_pacing.py)
 
 echo "== pytest (Redis $(redis-server --version | grep -o 'v=[0-9.]*'))"
 if [ "$#" -gt 0 ]; then
@@ -47,7 +47,8 @@ fi
 # and run), which run again on the oldest ansible-core the package declares.
 ANSIBLE_TESTS=(tests/test_module.py tests/test_playbooks.py tests/test_ha_playbook.py
     tests/test_collection.py tests/test_security.py tests/test_options.py
-    tests/test_declared_versions.py)
+    tests/test_declared_versions.py tests/test_runner.py tests/test_stop.py
+    tests/test_password_on_disk.py)
 
 echo "== the same on ansible-core $(grep -o '>=[0-9.]*' requirements-ansible-oldest.txt | head -1), the oldest declared"
 ensure_venv "$OLDEST_ANSIBLE_VENV" "$ROOT/requirements-ansible-oldest.txt"

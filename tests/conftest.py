@@ -4,7 +4,14 @@ certificates. Everything else the tests share is in helpers/."""
 from __future__ import annotations
 
 import pytest
-from helpers import DEBUG_CONFIG, REDIS_SERVER, HaTopology, RedisServer, make_certificates
+from helpers import (
+    DEBUG_CONFIG,
+    REDIS_SERVER,
+    HaTopology,
+    Proxy,
+    RedisServer,
+    make_certificates,
+)
 
 
 @pytest.fixture
@@ -32,6 +39,20 @@ def redis_factory(tmp_path):
 @pytest.fixture
 def redis_server(redis_factory) -> RedisServer:
     return redis_factory()
+
+
+@pytest.fixture
+def proxy():
+    """Start TCP proxies in front of servers: ``proxy(server)``; each is closed afterwards."""
+    proxies = []
+
+    def start(server):
+        proxies.append(Proxy(server.port))
+        return proxies[-1]
+
+    yield start
+    for each in proxies:
+        each.close()
 
 
 @pytest.fixture

@@ -38,7 +38,7 @@ def without_index(keys):
 
 
 def names(keys):
-    return {engine.display(key) for key in keys}
+    return {engine.shown(key) for key in keys}
 
 
 def seed_big_sessions(client, count):
@@ -120,15 +120,28 @@ def test_preflight_announces_the_keys_and_the_duration_at_the_configured_rate(re
 
     paced = engine.preflight(redis_server.settings(), options(max_keys_per_second=100))
     unpaced = engine.preflight(redis_server.settings(), options())
+    checked = options(max_keys_per_second=100, full_verify=True)
+    twice = engine.preflight(redis_server.settings(), checked)
 
     assert paced["memory"]["matching_keys"] == 300
+    # The rate counts keys and index entries: 600 at 100 a second.
+    assert paced["pace"] == dict(
+        max_keys_per_second=100, matching_keys=300, index_entries=300, passes=1, seconds=6.0
+    )
     assert (
-        "; 300 matching keys to go through: about 3 s at max_keys_per_second 100, plus their "
-        "index entries"
+        "; 300 matching keys and 300 index entries to go through: about 6 s at "
+        "max_keys_per_second 100"
     ) in paced["msg"]
     assert (
-        "; 300 matching keys to go through, no rate limit (max_keys_per_second 0)" in unpaced["msg"]
-    )
+        "; 300 matching keys and 300 index entries to go through, no rate limit "
+        "(max_keys_per_second 0)"
+    ) in unpaced["msg"]
+    assert unpaced["pace"]["seconds"] is None
+    # full_verify reads them all again.
+    assert (
+        "; 300 matching keys and 300 index entries to go through, twice with full_verify: "
+        "about 12 s at max_keys_per_second 100"
+    ) in twice["msg"]
 
 
 # 2. Memory check -----------------------------------------------------------------------------
@@ -256,13 +269,13 @@ def test_verify_counts_what_is_missing_and_writes_nothing(redis_server):
     assert dst.zscore(INDEX, unindexed) is None
     assert report.verified is False
     assert (report.found, report.migrated, report.skipped) == (30, 1, 29)
-    assert report.samples["migrated"] == [engine.display(gone)]
+    assert report.samples["migrated"] == [engine.shown(gone)]
     assert (report.index_total("added"), report.index_total("present")) == (1, 29)
     result = report.as_dict()
     assert set(result["samples"]) == {"missing", "present", "expired"}
-    assert result["samples"]["missing"] == [engine.display(gone)]
+    assert result["samples"]["missing"] == [engine.shown(gone)]
     assert len(result["samples"]["present"]) == engine.SAMPLE_SIZE
-    assert engine.display(gone) not in result["samples"]["present"]
+    assert engine.shown(gone) not in result["samples"]["present"]
     assert result["mode"] == "verify"
     assert result["verified"] is False
     assert result["counts"]["migrated"] == 1
@@ -326,8 +339,8 @@ def test_cleanup_dry_run_reports_what_it_would_delete_and_deletes_nothing(redis_
     )  # fmt: skip
     assert (report.expired, report.failed) == (0, 0)
     assert report.ok
-    assert report.samples["kept_different"] == [engine.display(changed)]
-    assert report.samples["kept_missing"] == [engine.display(gone)]
+    assert report.samples["kept_different"] == [engine.shown(changed)]
+    assert report.samples["kept_missing"] == [engine.shown(gone)]
     assert len(report.samples["deleted"]) == engine.SAMPLE_SIZE
     assert set(report.samples["deleted"]) <= names(sessions[2:])
     [index] = report.indexes
@@ -372,9 +385,9 @@ def test_cleanup_deletes_only_identical_copies_and_never_writes_the_target(redis
     assert (report.expired, report.failed) == (0, 0)
     assert report.ok
     assert report.changed is True
-    assert report.samples["kept_different"] == [engine.display(changed)]
-    assert report.samples["kept_missing"] == [engine.display(gone)]
-    assert engine.display(OTHER) not in report.samples["deleted"]
+    assert report.samples["kept_different"] == [engine.shown(changed)]
+    assert report.samples["kept_missing"] == [engine.shown(gone)]
+    assert engine.shown(OTHER) not in report.samples["deleted"]
     # (f) the index is kept: one of its members is not in db 0's index
     [index] = report.indexes
     assert (index.found, index.missing, index.deleted) == (20, 1, False)

@@ -353,8 +353,8 @@ def readme_acl_line(server):
     text = (ROOT / "README.md").read_text()
     [line] = re.findall(r"^ACL SETUSER storyart-migrator .*$", text, flags=re.M)
     if server.version < (7, 0):
-        # As the README says: Redis 6.2 has no PEXPIRETIME and reads the expiry with these.
-        line = line.replace("+pexpiretime", "+time +pttl")
+        # As the README says: Redis 6.2 has no PEXPIRETIME and reads the expiry with PTTL.
+        line = line.replace("+pexpiretime", "+pttl")
     return line.replace(">CHANGE-ME", f">{ACL_PASSWORD}").split()
 
 
@@ -499,8 +499,9 @@ def test_cleanup_deletes_identical_hashes_and_sets_and_keeps_any_copy_that_diffe
 
 
 def test_a_paced_run_and_clean_up_outlast_the_servers_idle_timeout(redis_factory):
-    """With 1 key a second, each batch of 3 sleeps 3 s: longer than 'timeout 1' lets a
-    connection idle. The run PINGs its connections while it waits, the WATCHed one too."""
+    """With 1 key a second, a call a second, 6 s of copy and merge, then 6 s of clean-up:
+    the connections a call does not use would idle longer than 'timeout 1' allows. The run
+    PINGs them while it waits, the WATCHed one too."""
     server = redis_factory("timeout 1")
     sessions = seed_sessions(server.client(1), 3)
 

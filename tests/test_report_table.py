@@ -8,6 +8,7 @@ a failed or dry run, and totals that count a shared endpoint once.
 
 from __future__ import annotations
 
+import json
 import re
 
 import jinja2
@@ -119,3 +120,80 @@ def test_the_kind_of_run_is_told_by_the_records_when_not_given():
 
     assert text.splitlines()[0] == "StoryArt source clean-up: done"
     assert rows(text)["app1"].split()[-1] == "deleted"
+
+
+def test_the_preflight_shows_sizes_in_binary_units():
+    record = dict(host="app1", endpoint="A", handled_by="app1", failure=None)
+    memory = dict(needed_bytes=74366, available_bytes=22735944909)
+    record["preflight"] = dict(server_version="7.0.15", strategy="copy", memory=memory)
+    small = dict(record, host="app2", endpoint="B", handled_by="app2")
+    small["preflight"] = dict(record["preflight"], memory=dict(needed_bytes=0, available_bytes=900))
+
+    text = table({"app1": record, "app2": small}, ["app1", "app2"], kind="preflight")
+
+    lines = text.splitlines()
+    assert lines[0] == "StoryArt preflight: done"
+    cells = [re.split(r"\s{2,}", line) for line in lines[1:]]
+    assert cells[0] == ["host", "redis", "strategy", "copy needs", "free", "note"]
+    assert cells[1] == ["app1", "7.0.15", "copy", "72.6 KiB", "21.2 GiB"]
+    assert cells[2] == ["app2", "7.0.15", "copy", "0 B", "900 B"]
+    # A preflight has no total row: nothing in it adds up across endpoints.
+    assert len(lines) == 4
+
+
+def numbers(records, hosts, *, kind="migrate"):
+    """What the template gives the run's stats: the total row by column, each host's status."""
+    return json.loads(
+        TEMPLATE.render(
+            __records=records, __hosts=hosts, __dry_run=False, __kind=kind, __stats=True
+        )
+    )
+
+
+def test_the_stats_carry_the_total_row_and_each_hosts_status():
+    records = {
+        "app1": migrated("app1", "A", 5),
+        "app2": migrated("app2", "B", 7),
+        "app3": migrated("app3", "B", 7, handled_by="app2"),
+        "app4": migrated("app4", "C", 0, failure="Cannot connect to Redis at 127.0.0.1:1"),
+    }
+    hosts = ["app1", "app2", "app3", "app4", "app5"]
+
+    stats = numbers(records, hosts)
+
+    # The same numbers as the table's total row: endpoint B once.
+    total = rows(table(records, hosts))["total,"].split()
+    assert stats["totals"] == {
+        "endpoints": 3,
+        "found": 12,
+        "migrated": 12,
+        "skipped": 0,
+        "expired": 0,
+        "failed": 0,
+        "index_added": 12,
+    }
+    assert total[:5] == ["total,", "3", "endpoints", "12", "12"]
+    assert stats["hosts"] == {
+        "app1": "ok",
+        "app2": "ok",
+        "app3": "ok",
+        "app4": "failed",
+        "app5": "not_reached",
+    }
+
+
+@pytest.mark.parametrize(
+    ("kind", "names"),
+    [
+        ("verify", ["endpoints", "found", "in_target", "missing", "expired", "index_missing"]),
+        (
+            "cleanup",
+            ["endpoints", "found", "deleted", "kept_differs", "kept_no_copy", "expired", "failed"],
+        ),
+        ("preflight", ["endpoints"]),
+    ],
+)
+def test_the_stats_name_each_total_as_the_tables_column(kind, names):
+    record = dict(host="app1", endpoint="A", handled_by="app1", failure=None)
+
+    assert sorted(numbers({"app1": record}, ["app1"], kind=kind)["totals"]) == sorted(names)

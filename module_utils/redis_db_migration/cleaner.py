@@ -4,9 +4,12 @@ type and content, and a source index only when every one of its entries is in th
 from __future__ import annotations
 
 from .cleanup_report import CleanupReport, IndexCleanup
+from .errors import unwrapped
+from .in_flight import InFlight
 from .keys import pages
 from .lua import CLEAN_GONE, DIFFERENT, IDENTICAL, NO_COPY
 from .redis_py import redis_errors
+from .shown import shown
 
 # The report field each outcome of the clean-up script counts into.
 KINDS = {
@@ -46,6 +49,14 @@ class Cleaner:
         options = session.options
         args = [options.source_db, options.target_db, mode, session.budget("cleanup")]
         args.append("1" if session.sized else "0")
+        in_flight = None
+        if mode == "delete":
+            in_flight = InFlight(
+                len(keys),
+                0,
+                f"may have deleted up to {len(keys)} more keys from db {options.source_db}, each "
+                f"only with an identical copy in db {options.target_db}",
+            )
 
         def handle(handled, reply):
             # The script has no per-key errors: its reads and UNLINK fail whole calls only.
@@ -55,7 +66,9 @@ class Cleaner:
         session.in_calls(
             report,
             keys,
-            lambda pending: session.write(session.scripts.cleanup, keys=pending, args=args),
+            lambda pending: session.write(
+                session.scripts.cleanup, keys=pending, args=args, in_flight=in_flight
+            ),
             handle,
         )
 
@@ -90,13 +103,30 @@ class Cleaner:
                 self._delete_index(index, watched)
 
     def _delete_index(self, index, watched):
-        self.session.hooks.before_index_delete(index.name)
+        """Delete the index in the MULTI of ``watched``, with a script, so that its deadline
+        covers the deletion too."""
+        session = self.session
+        session.hooks.before_index_delete(index.name)
+        in_flight = InFlight(
+            0,
+            index.found,
+            f"may have deleted index '{shown(index.name)}' ({index.found} entries, each in db "
+            f"{session.options.target_db}), as it does only if nothing changed the index since "
+            f"it was checked",
+        )
+        not_after = session.not_after()
+        # Until its reply is read: what stays said if the connection is lost meanwhile.
+        index.kept_because = "the reply to its deletion was lost (NOT COUNTED)"
         try:
             watched.multi()
-            watched.unlink(index.name)
-            watched.execute()
-            index.deleted = True
-        except redis_errors.WatchError:
+            watched.evalsha(session.scripts.drop_index.sha, 1, index.name, not_after)
+            [reply] = session.sending(watched.execute, in_flight)
+            index.kept_because = "its deletion reached Redis after its deadline and did not run"
+            session.check_deadline(reply, not_after)
+            index.kept_because, index.deleted = None, True
+        except redis_errors.WatchError as exc:
+            if unwrapped(exc) is not exc:
+                raise  # the connection was lost, not the index changed: the run stops
             index.kept_because = "it changed during the cleanup; run the cleanup again"
         except redis_errors.ResponseError as exc:
             error = self.session.settings.scrub(exc)

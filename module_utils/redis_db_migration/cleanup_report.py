@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .keys import display
 from .reports import Named, Report
+from .shown import shown
 
 
 @dataclass
@@ -42,6 +42,13 @@ class CleanupReport(Report):
             and not any(index.failed for index in self.indexes)
         )
 
+    def so_far(self):
+        """What a clean-up cut short has done, as far as its counts go."""
+        return (
+            f"What the counts say was deleted from db {self.source_db} had an identical copy "
+            f"in db {self.target_db}"
+        )
+
     def summary(self):
         would = "would be " if self.dry_run else ""
         source = self.source_db
@@ -55,7 +62,7 @@ class CleanupReport(Report):
         for index in self.indexes:
             verdict = f"{would}deleted" if index.deleted else f"kept ({index.kept_because})"
             parts.append(
-                f"index {display(index.name)}: {index.found} entries, {index.missing} missing "
+                f"index {shown(index.name)}: {index.found} entries, {index.missing} missing "
                 f"from db {self.target_db}, {verdict}"
             )
         if self.failed:
@@ -75,6 +82,6 @@ class CleanupReport(Report):
         """A before/after view of the source db for Ansible's --diff, with capped samples."""
         before = [f"{self.deleted} keys with an identical copy in db {self.target_db}"]
         before += self._listed("deleted", self.deleted, "-")
-        before += [f"- index {display(index.name)}" for index in self.indexes if index.deleted]
+        before += [f"- index {shown(index.name)}" for index in self.indexes if index.deleted]
         after = [f"0 keys with an identical copy in db {self.target_db}"]
         return self._diff(self.source_db, before, after)

@@ -3,10 +3,12 @@ back. In mode 'plan' the same scripts classify and write nothing: the dry run an
 
 from __future__ import annotations
 
+from .in_flight import InFlight
 from .keys import display, glob_matcher, pages
 from .lua import COPIED, DONE, EVICTED, GONE, MEMORY, PRESENT
 from .reports import IndexReport
 from .session import each
+from .shown import shown
 
 # The report field each outcome of the copy script counts into.
 KINDS = {COPIED: "migrated", PRESENT: "skipped", GONE: "expired"}
@@ -45,13 +47,17 @@ class Copier:
         sized = "1" if session.sized and not report.verify_only else "0"
         budget = session.budget("copy" if mode in ("plan", "copy") else "dump-restore")
         args = [options.source_db, options.target_db, mode, *session.guard.script_args]
-        args += [budget, sized, options.batch_size]
+        args += [budget, sized, session.call_size]
         skip = [len(session.index_names), *session.index_names]
+        size = session.call_size
+        in_flight = InFlight(size, 0, f"may have copied up to {size} more keys (its batch)")
         cursor, rest = "0", []
         while cursor or rest:
             session.hooks.before_batch(rest)
             reply, stop = session.write(
-                session.scripts.copy, args=[*args, cursor, pattern, *skip, *rest]
+                session.scripts.copy,
+                args=[*args, cursor, pattern, *skip, *rest],
+                in_flight=in_flight if mode != "plan" else None,
             )
             ended, spent, handled, outcomes, used, ceiling, evicted, need, cursor, rest = reply
             session.stop_on_node_errors(code for code in outcomes if not isinstance(code, int))
@@ -96,7 +102,7 @@ class Copier:
         in_source = each(session.source, "exists", missing)
         for key, still_there in zip(missing, in_source):
             if still_there:
-                self.report.add_missing(f"key {display(key)}")
+                self.report.add_missing(f"key {shown(key)}")
             else:
                 self.report.expired_after_copy += 1
 
@@ -109,11 +115,20 @@ class Copier:
         options = session.options
         args = [options.source_db, options.target_db, mode, *session.guard.script_args]
         count = session.page_size(name)
+        in_flight = InFlight(
+            0,
+            count,
+            f"may have added up to about {count} more entries to index '{shown(name)}' (a ZSCAN "
+            f"page, which may run a little over its COUNT)",
+        )
 
         def page(cursor):
             session.hooks.before_index_page(name)
             reply, stop = session.write(
-                session.scripts.index, keys=[name], args=[*args, cursor, count]
+                session.scripts.index,
+                keys=[name],
+                args=[*args, cursor, count],
+                in_flight=in_flight if mode == "merge" else None,
             )
             return reply[1], (stop, *reply)
 
@@ -142,4 +157,4 @@ class Copier:
         for member, score in zip(members, self.session.scores(index.name, members)):
             if score is None:
                 index.missing += 1
-                self.report.add_missing(f"index {display(index.name)} member {display(member)}")
+                self.report.add_missing(f"index {shown(index.name)} member {shown(member)}")

@@ -1,4 +1,4 @@
-"""Key names: shown in reports, matched as SCAN MATCH matches them, and taken in batches."""
+"""Key names: matched as SCAN MATCH matches them, and taken in batches (shown.py shows them)."""
 
 from __future__ import annotations
 
@@ -7,10 +7,17 @@ from itertools import islice
 
 
 def display(name):
-    """A key name as text for reports: binary bytes are shown escaped, never lost."""
+    """What the server replied (INFO fields, TYPE, an error) as text, to compare and quote.
+    Never for a key name, which may hold anything: shown() makes one safe to print."""
     if isinstance(name, bytes):
         return name.decode("utf-8", "backslashreplace")
     return str(name)
+
+
+def literal_prefix(pattern):
+    """The start of a SCAN MATCH ``pattern`` that only its own bytes match: all of it before
+    the first glob character (``*``, ``?``, ``[`` or the escaping backslash)."""
+    return re.split(rb"[*?\[\\]", pattern, maxsplit=1)[0]
 
 
 def as_bytes(name):

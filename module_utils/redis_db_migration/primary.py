@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 import time
 
-from .errors import FailoverStop, MigrationError, describe_error, is_refusal
+from .errors import FailoverStop, MigrationError
 from .keys import display
 from .redis_py import redis_errors
 from .sentinel import address_text
@@ -135,28 +135,6 @@ class PrimaryWatch:
             "so a connection that reopens stops the run, and the node is not asked again "
             "before the verdict"
         ]
-
-    def probe(self, client):
-        """Refuse, before any write, a run whose wait the user may not send: with no replica
-        to wait for, the probe answers at once."""
-        if not self.waits:
-            return
-        command = ("WAITAOF", 0, 0, 0) if self.wait_aof else ("WAIT", 0, 0)
-        try:
-            client.execute_command(*command)
-        except redis_errors.RedisError as exc:
-            settings = self.session.settings
-            if not is_refusal(str(exc)):
-                error = describe_error(exc, settings, f"probing {command[0]}")
-                raise MigrationError(error) from None
-            user = settings.username or "default"
-            raise MigrationError(
-                f"User '{user}' on Redis at {self.endpoint} may not run {command[0]}, which "
-                f"the run needs to wait for {self.min_replicas} replica(s) to acknowledge its "
-                f"writes. Nothing was written. Grant it with ACL SETUSER {user} "
-                f"+{command[0].lower()}, or set min_replicas: 0 (and wait_aof: false) to write "
-                f"without waiting: a failover could then lose what the run reports as migrated."
-            ) from None
 
     def on_writer_connect(self, connection):
         """on_connect for the one connection that writes. WAIT acknowledges the writes of the

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 
-from .keys import display
+from .in_flight import NOTHING_UNKNOWN
+from .shown import shown
 from .wording import mib
 
 SAMPLE_SIZE = 10
 ERROR_LIST_SIZE = 20
+# Characters shown of the server's error text for one key: Lua's errors run to about 250.
+ERROR_TEXT_CHARS = 500
 
 
 def result_header(endpoint, source_db, target_db, server_version, **rest):
@@ -30,7 +33,7 @@ class Named:
     """A dataclass about one key, ``name``: as a dict, with the name shown as text."""
 
     def as_dict(self):
-        return {**asdict(self), "name": display(self.name)}
+        return {**asdict(self), "name": shown(self.name)}
 
 
 @dataclass
@@ -64,12 +67,21 @@ class Report:
     errors: list = field(default_factory=list)
     duration: float = 0.0
     aborted: str | None = None
+    # The operator stopped the run between two calls (stopped_by_operator); aborted says when.
+    stopped: bool = False
     # Checks this run could not make, each with why: e.g. MEMORY USAGE denied.
     checks_not_run: list = field(default_factory=list)
     # The primary watch (primary.PrimaryWatch.as_dict), and the writes of the call whose
     # replicas did not acknowledge them.
     replication: dict = field(default_factory=dict)
     unacknowledged: int = 0
+    # What the last call may have written beyond the counts, when its reply was lost
+    # (in_flight.InFlight.as_dict): keys, index_entries and call, its words.
+    unknown: dict = field(default_factory=lambda: dict(NOTHING_UNKNOWN))
+    # The keys and index entries the run went through, and how fast (pacing.Pacer.achieved).
+    pace: dict = field(default_factory=dict)
+    # Patterns that may take in other applications' keys (wording.unnarrowed_patterns).
+    pattern_warnings: list = field(default_factory=list)
 
     def __post_init__(self):
         for kind in self.SAMPLE_KINDS:
@@ -81,11 +93,11 @@ class Report:
 
     def add_sample(self, kind, key):
         if len(self.samples[kind]) < SAMPLE_SIZE:
-            self.samples[kind].append(display(key))
+            self.samples[kind].append(shown(key))
 
     def add_error(self, key, error):
         if len(self.errors) < ERROR_LIST_SIZE:
-            self.errors.append({"key": display(key), "error": error})
+            self.errors.append({"key": shown(key), "error": shown(error, ERROR_TEXT_CHARS)})
 
     def tally(self, keys, outcomes, kinds):
         """Count a batch's outcome codes into the fields ``kinds`` names, and sample their keys.
@@ -114,16 +126,54 @@ class Report:
             f"(Redis {self.server_version})"
         )
 
+    def scope_warnings(self):
+        """What the patterns and indexes took in that the operator should look at."""
+        return list(self.pattern_warnings)
+
     def _tail(self, parts):
+        parts.extend(f"WARNING: {text}" for text in self.scope_warnings())
         if self.unacknowledged:
             parts.append(
                 f"NOT ACKNOWLEDGED by the replicas: {self.unacknowledged} writes of the last call"
             )
+        if self.unknown["call"]:
+            parts.append(
+                f"NOT COUNTED: the reply of the last call was lost; it {self.unknown['call']}"
+            )
         parts.extend(f"NOT CHECKED: {check}" for check in self.checks_not_run)
         parts.append(f"{self.duration:.2f}s, {self.keys_per_second} keys/s")
-        if self.aborted:
+        if self.pace.get("max_keys_per_second"):
+            parts.append(
+                f"paced: {self.pace['keys_and_entries']} keys and index entries gone through "
+                f"at {self.pace['per_second']}/s (max_keys_per_second "
+                f"{self.pace['max_keys_per_second']})"
+            )
+        if self.stopped:
+            parts.append(f"{self.aborted}; {self._consistent()}; a rerun completes the run")
+        elif self.aborted:
             parts.append("STOPPED before the end")
         return "; ".join(parts)
+
+    def stopped_by_operator(self, action):
+        """The operator stopped the run between two calls, while ``action``: it ends with what
+        it did so far, counted, and is never verified."""
+        entries = sum(index.found for index in self.indexes)
+        self.stopped = True
+        self.aborted = (
+            f"STOPPED by the operator while {action}, after {self.found} keys and {entries} "
+            f"index entries"
+        )
+
+    def _consistent(self):
+        """Why Redis is consistent after a stop: no call was cut off in the middle."""
+        if self.dry_run:
+            return "Redis is consistent: nothing was written"
+        replicas = self.replication.get("min_replicas")
+        acknowledged = f" and acknowledged by {replicas} replicas" if replicas else ""
+        return (
+            f"Redis is consistent: no call was cut off, and what was written was read "
+            f"back{acknowledged}"
+        )
 
     def _diff(self, db, before, after):
         """Ansible's --diff of db ``db``: the lines before and after."""
@@ -160,10 +210,14 @@ class Report:
             errors=self.errors,
             duration=round(self.duration, 3),
             keys_per_second=self.keys_per_second,
+            pace=self.pace,
             aborted=self.aborted,
+            stopped=self.stopped,
             checks_not_run=self.checks_not_run,
+            scope_warnings=self.scope_warnings(),
             replication=self.replication,
             unacknowledged=self.unacknowledged,
+            unknown=self.unknown,
             msg=self.summary(),
         )
 
@@ -232,6 +286,25 @@ class MigrationReport(Report):
             words += f", still the primary of Sentinel service '{service}'"
         return words
 
+    def scope_warnings(self):
+        """Besides the patterns' warnings: an index whose entries were merged (or checked)
+        while the patterns matched no key, so they name keys the run did not copy."""
+        if self.found:
+            return super().scope_warnings()
+        done = "would be merged" if self.dry_run else "were merged"
+        done = "were checked" if self.verify_only else done
+        return super().scope_warnings() + [
+            f"the patterns matched no key in db {self.source_db}, yet the {index.found} entries "
+            f"of index '{shown(index.name)}' {done} all the same ({index.orphans} name a key "
+            f"in neither db): check that the patterns match the keys the index lists"
+            for index in self.indexes
+            if index.found
+        ]
+
+    def so_far(self):
+        """What a run cut short has done, as far as its counts go."""
+        return "The source db was not written, and what the counts say was copied was read back"
+
     def add_missing(self, what):
         self.missing += 1
         if len(self.missing_sample) < ERROR_LIST_SIZE:
@@ -252,7 +325,7 @@ class MigrationReport(Report):
         ]
         parts.extend(f"WARNING: {text}" for text in (self.memory or {}).get("warnings", ()))
         parts.extend(
-            f"index {display(index.name)}: {index.found} entries, {would}added "
+            f"index {shown(index.name)}: {index.found} entries, {would}added "
             f"{index.added}, already present {index.present}, without session key "
             f"{index.orphans}, failed {index.failed}"
             for index in self.indexes
@@ -287,7 +360,7 @@ class MigrationReport(Report):
             f"{target} {self.migrated}, expired {self.expired}, unreadable {self.failed}",
         ]
         parts.extend(
-            f"index {display(index.name)}: {index.found} entries, in db {target} "
+            f"index {shown(index.name)}: {index.found} entries, in db {target} "
             f"{index.present}, MISSING {index.added}"
             for index in self.indexes
         )
@@ -333,7 +406,7 @@ class MigrationReport(Report):
         """A before/after view of the target db for Ansible's --diff, with capped samples."""
         before, after = [], []
         for index in self.indexes:
-            name = display(index.name)
+            name = shown(index.name)
             before.append(f"index {name}: {index.present} of the source entries present")
             after.append(
                 f"index {name}: {index.present + index.added} of the source entries present "

@@ -5,10 +5,17 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from .errors import MigrationError, describe_error, is_noperm, is_unknown_command
+from .errors import (
+    MigrationError,
+    describe_error,
+    is_noperm,
+    is_unknown_command,
+    is_unknown_hello,
+)
 from .keys import as_bytes, display
 from .redis_py import redis_errors
 from .sentinel import address_text
+from .shown import shown
 
 
 @dataclass
@@ -43,13 +50,17 @@ def read_facts(session):
     settings = session.settings
     admin = settings.client(db=0)
     try:
-        session.call(admin.ping, "connecting")
+        # INFO comes first, not PING: a refused PING is for the probe to name, with the rest.
         try:
             info, readable = admin.info(), True
         except redis_errors.ResponseError as exc:
-            if not (is_noperm(exc) or is_unknown_command(exc)):
+            if is_unknown_hello(exc) or not (is_noperm(exc) or is_unknown_command(exc)):
                 raise MigrationError(describe_error(exc, settings, "reading INFO")) from None
-            info, readable = _hello(settings), False
+            info, readable = _hello(settings, info_denied=is_noperm(exc)), False
+        except redis_errors.RedisError as exc:
+            # The run's first command: a connection closed now may have met a TLS-only server.
+            error = describe_error(exc, settings, "connecting", answered=False)
+            raise MigrationError(error) from None
         try:
             config = {display(k): v for k, v in admin.config_get("databases").items()}
         except redis_errors.ResponseError:
@@ -97,17 +108,23 @@ def replication_facts(info):
     )
 
 
-def _hello(settings):
+def _hello(settings, info_denied):
     """Version and role from HELLO 2, which switches its connection to RESP2: so it runs on a
-    client of its own."""
+    client of its own. ``info_denied``: ACL denies INFO (else the server does not know it)."""
     probe = settings.client(db=0)
     try:
         reply = probe.execute_command("HELLO", "2")
     except redis_errors.RedisError as exc:
+        user = settings.username or "default"
+        if info_denied:
+            info = f"ACL denies INFO to user '{user}'"
+            fix = f"Grant it with ACL SETUSER {user} +info"
+        else:
+            info = "the server does not know INFO (renamed or disabled, as managed services do)"
+            fix = "Have the provider enable INFO or HELLO"
         raise MigrationError(
-            f"Cannot read the server's version and role at {settings.endpoint}: INFO is denied "
-            f"or renamed and HELLO failed ({settings.scrub(exc)}). Grant the user INFO or use "
-            f"Redis 6 or newer."
+            f"Cannot read the server's version and role at {settings.endpoint}: {info}, and "
+            f"HELLO failed too ({settings.scrub(exc)}). Nothing was written. {fix}."
         ) from None
     finally:
         probe.close()
@@ -182,7 +199,7 @@ def check_index_types(session):
             kind = display(session.call(lambda c=client, k=name: c.type(k), "reading TYPE"))
             if kind not in ("zset", "none"):
                 raise MigrationError(
-                    f"index {display(name)!r} in db {db} on {session.settings.endpoint} is a "
+                    f"index '{shown(name)}' in db {db} on {session.settings.endpoint} is a "
                     f"{kind}, not a sorted set. Nothing was changed. Check the indexes option, "
                     f"or move that key away before migrating."
                 )

@@ -7,20 +7,32 @@ from __future__ import annotations
 import time
 from collections import namedtuple
 
-from .errors import FailoverStop, GuardStop, MigrationError, describe_error, is_auth_failure
+from .errors import (
+    CallExpired,
+    FailoverStop,
+    GuardStop,
+    MigrationError,
+    OperatorStop,
+    describe_error,
+    is_auth_failure,
+    may_have_run,
+    unwrapped,
+)
 from .hooks import Hooks
+from .in_flight import ServerClock
 from .keys import as_bytes, batched, display, glob_matcher
-from .lua import BUDGET, DONE
-from .lua_cleanup import CLEANUP_SCRIPT
+from .lua import BUDGET, DONE, EXPIRED
+from .lua_cleanup import CLEANUP_SCRIPT, DROP_INDEX_SCRIPT
 from .lua_copy import COPY_SCRIPT, INDEX_SCRIPT
-from .lua_preflight import ESTIMATE_SCRIPT, PROBE_SCRIPT
+from .lua_preflight import ESTIMATE_SCRIPT
 from .memory import MemoryGuard
 from .pacing import Pacer
-from .permissions import COPYING_MODES, check_commands, pick_strategy, unavailable_commands
+from .permissions import Access
 from .primary import PrimaryWatch, is_node_error
 from .redis_py import redis_errors, redis_py_problem
 from .sentinel import SentinelService
 from .server import check_index_types, check_server, open_db, read_facts
+from .wording import unnarrowed_patterns
 
 # Bytes of MEMORY USAGE one server call may work through when max_batch_bytes is 0, by what the
 # call does. Measured on Redis 6.2, 7.0 and Valkey 9 (README, Performance): COPY costs up to
@@ -29,13 +41,13 @@ from .server import check_index_types, check_server, open_db, read_facts
 # which replicas, Sentinel and clients start to notice.
 AUTO_BATCH_BYTES = {"copy": 8 << 20, "dump-restore": 1 << 20, "cleanup": 2 << 20}
 
-Scripts = namedtuple("Scripts", "copy index cleanup estimate")
+Scripts = namedtuple("Scripts", "copy index cleanup estimate drop_index")
 
 
 class Session:
     """One run's connection to one endpoint. ``connect(mode)`` makes every preflight check."""
 
-    def __init__(self, settings, options, hooks=None):
+    def __init__(self, settings, options, hooks=None, stop_requested=None):
         problem = redis_py_problem()
         if problem:
             raise MigrationError(problem)
@@ -46,21 +58,31 @@ class Session:
         self.hooks = hooks or Hooks()
         self.patterns = [as_bytes(p) for p in options.patterns]
         self.index_names = [as_bytes(i) for i in options.indexes]
+        self.pattern_warnings = unnarrowed_patterns(self.patterns, options.source_db)
         self.facts = None
         self.source = None
         self.target = None
         self.writer = None
         self.scripts = None
         self.strategy = "none"
-        # Commands the server lacks, has renamed or denies this user; checks that cannot run.
+        # What the user may run (permissions.Access), the commands the server has renamed or
+        # denies this user, and the checks that cannot run for want of them.
+        self.access = None
         self.unavailable = set()
         self.checks_not_run = []
         self.guard = MemoryGuard(self)
         self.pacer = Pacer(options.max_keys_per_second)
         self.sentinel = SentinelService(settings) if settings.sentinel_hosts else None
         self.watch = None
+        # The server's clock, for the deadline of each call that writes (a run that writes);
+        # and what the last call may have written when its reply was lost (in_flight.InFlight).
+        self.clock = None
+        self.lost = None
         # What the run is doing, for the message when it is cut short.
         self.action = "connecting"
+        # Whether the operator has asked the run to stop (running.RunRecord), read between
+        # two calls.
+        self.stop_requested = stop_requested or (lambda: False)
 
     def connect(self, mode):
         """Reach the server and check it can take a run of ``mode`` (preflight, migrate,
@@ -75,6 +97,12 @@ class Session:
         refusal = self.watch.refusal() if writes else None
         if refusal:
             raise MigrationError(refusal)
+        # Before the run opens its own connections: every command the mode needs is tried,
+        # and all that are missing are named at once.
+        self.access = Access(self, mode)
+        self.unavailable = self.access.unavailable
+        self.strategy = self.access.strategy
+        checks = self.access.check()
         watched = dict(redis_connect_func=self.watch.on_connect)
         self.source = open_db(self.settings, self.options.source_db, **watched)
         self.target = open_db(self.settings, self.options.target_db, **watched)
@@ -84,23 +112,22 @@ class Session:
             max_connections=1,
             redis_connect_func=self.watch.on_writer_connect,
         )
-        if writes:
-            self.watch.probe(self.writer)
         check_index_types(self)
-        *scripts, probe = self._load_scripts(
-            COPY_SCRIPT, INDEX_SCRIPT, CLEANUP_SCRIPT, ESTIMATE_SCRIPT, PROBE_SCRIPT
+        self.scripts = Scripts(
+            *self._load_scripts(
+                COPY_SCRIPT, INDEX_SCRIPT, CLEANUP_SCRIPT, ESTIMATE_SCRIPT, DROP_INDEX_SCRIPT
+            )
         )
-        self.scripts = Scripts(*scripts)
-        self.unavailable = unavailable_commands(self, probe)
-        if not self.facts.info:
-            self.unavailable.add("INFO")
-        self.strategy = pick_strategy(self) if mode in COPYING_MODES else "none"
-        self.checks_not_run = check_commands(self, mode) + self.watch.checks_not_run()
+        self.checks_not_run = checks + self.watch.checks_not_run()
+        if mode in ("migrate", "cleanup") and not self.options.dry_run:
+            self.clock = self.call(
+                lambda: ServerClock(self.writer, self.settings.socket_timeout),
+                "reading the server's clock (TIME)",
+            )
         return self
 
     def _load_scripts(self, *sources):
-        """The scripts as callables, loaded into the server first: a user who may not load or
-        run scripts is told so before anything else runs."""
+        """The scripts as callables, loaded into the server first."""
         scripts = [self.source.register_script(source) for source in sources]
         for script in scripts:
             self.call(
@@ -116,12 +143,13 @@ class Session:
         if self.sentinel:
             self.sentinel.close()
 
-    def call(self, func, action):
-        """``func()``; a Redis error becomes a MigrationError that says what failed where."""
+    def call(self, func, action, answered=True):
+        """``func()``; a Redis error becomes a MigrationError that says what failed where.
+        ``answered``: whether the server has answered this run before (describe_error)."""
         try:
             return func()
         except redis_errors.RedisError as exc:
-            raise MigrationError(describe_error(exc, self.settings, action)) from None
+            raise MigrationError(describe_error(exc, self.settings, action, answered)) from None
 
     def new_report(self, kind, **fields):
         return kind(
@@ -131,25 +159,59 @@ class Session:
             dry_run=self.options.dry_run,
             server_version=self.facts.version_text,
             checks_not_run=list(self.checks_not_run),
+            pattern_warnings=list(self.pattern_warnings),
             **fields,
         )
 
-    def write(self, script, keys=(), args=()):
-        """Run a script that writes, on the writer's connection. In the same round trip, ahead
-        of it, wait until the replicas have acknowledged what the calls before wrote. Returns
-        its reply, and None or the FailoverStop to raise once the reply is counted (its caller
-        tells the watch what it wrote). A failover a Sentinel announced stops the run first."""
+    def write(self, script, keys=(), args=(), in_flight=None):
+        """Run a script that writes, on the writer's connection, with its deadline as its last
+        argument. In the same round trip, ahead of it, wait until the replicas have
+        acknowledged what the calls before wrote. Returns its reply, and None or the
+        FailoverStop to raise once the reply is counted (its caller tells the watch what it
+        wrote). A failover a Sentinel announced stops the run first. ``in_flight``: what the
+        call may write, kept as unknown if its reply is lost (sending())."""
         self.watch.check()
         if self.options.dry_run:
-            return script(keys=keys, args=args), None
+            return script(keys=keys, args=[*args, 0]), None
         pipe = self.writer.pipeline(transaction=False)
         waited = self.watch.queue_wait(pipe, due=False)
-        pipe.evalsha(script.sha, len(keys), *keys, *args)
-        replies = pipe.execute(raise_on_error=False)
+        not_after = self.not_after()
+        pipe.evalsha(script.sha, len(keys), *keys, *args, not_after)
+        replies = self.sending(lambda: pipe.execute(raise_on_error=False), in_flight)
         for reply in replies:
             if isinstance(reply, Exception):
                 raise reply
-        return replies[-1], self.watch.acknowledged(replies[0]) if waited else None
+        stop = self.watch.acknowledged(replies[0]) if waited else None
+        self.check_deadline(replies[-1], not_after)
+        return replies[-1], stop
+
+    def not_after(self):
+        """The deadline of a call that writes, sent now (in_flight.py); 0, none, for a run that
+        writes nothing."""
+        return self.clock.not_after() if self.clock else 0
+
+    def sending(self, send, in_flight):
+        """``send()``: a round trip that may write ``in_flight``. When it fails after the call
+        was sent, the call may have run: what it may have written is kept in ``lost``."""
+        try:
+            return send()
+        except redis_errors.RedisError as exc:
+            if in_flight and may_have_run(exc) and not is_node_error(exc):
+                self.lost = in_flight
+            raise
+
+    def check_deadline(self, reply, not_after):
+        """Stop when a script's ``reply`` says it reached the server after its deadline."""
+        if reply[0] != EXPIRED:
+            return
+        late = (reply[1] - not_after) / 1000
+        timeout = self.settings.socket_timeout
+        raise CallExpired(
+            f"A call reached Redis at {self.settings.endpoint} {late:.3f} s after its deadline "
+            f"(socket_timeout, {timeout:g} s, after it was sent) and did not run: it wrote "
+            f"nothing. The network, or a server too busy to read it, held it that long; rerun "
+            f"once Redis answers promptly, or raise socket_timeout"
+        )
 
     def stop_on_node_errors(self, errors):
         """Stop at the first error of a call that says the node is no longer a writable
@@ -171,7 +233,7 @@ class Session:
 
     def batches(self):
         """Batches of the matching source keys, each once, paced, with the hooks around."""
-        for batch in batched(self._matching_keys(), self.options.batch_size):
+        for batch in batched(self._matching_keys(), self.call_size):
             keys = list(dict.fromkeys(batch))
             self.hooks.before_batch(keys)
             yield keys
@@ -181,7 +243,7 @@ class Session:
     def _matching_keys(self):
         """Every source key matching a pattern, once per pattern list, never all at once."""
         done = []
-        count = max(self.options.batch_size, 10)
+        count = max(self.call_size, 10)
         skip = set(self.index_names)
         for pattern in self.patterns:
             for key in self.source.scan_iter(match=pattern, count=count):
@@ -190,10 +252,19 @@ class Session:
                 yield key
             done.append(glob_matcher(pattern))
 
+    @property
+    def call_size(self):
+        """Keys (or index entries) one call handles: batch_size, fewer at a low rate."""
+        return self.pacer.call_size(self.options.batch_size)
+
     def pace(self, done, *idle):
         """Wait as long as max_keys_per_second asks, keeping the run's connections (and the
         ``idle`` ones) alive meanwhile."""
         self.pacer.wait(done, (self.source, self.target, *idle))
+        # Every loop paces after each call, once its writes are read back: the one place a
+        # stop lands between two calls, and at once in a paced run, which waits here.
+        if self.stop_requested():
+            raise OperatorStop(self.action)
 
     def in_calls(self, report, keys, call, handle):
         """Hand ``keys`` to one script ``call`` after another until each is handled: a call
@@ -233,9 +304,9 @@ class Session:
         return each(self.target, "zscore", members, index)
 
     def page_size(self, name):
-        """ZSCAN COUNT for an index: batch_size entries, fewer when its entries are so large
+        """ZSCAN COUNT for an index: call_size entries, fewer when its entries are so large
         that a page would pass the byte budget."""
-        size = self.options.batch_size
+        size = self.call_size
         budget = self.budget("copy")
         entries = self.source.zcard(name) if budget else 0
         if not entries:
@@ -249,8 +320,13 @@ class Session:
         self.pacer.start()
         started = time.monotonic()
         rerun, failover = "once Redis answers", False
+        stopped = None
         try:
-            work()
+            try:
+                work()
+            except OperatorStop as exc:
+                # The writes so far are acknowledged and the primary confirmed as at any end.
+                stopped = str(exc)
             if not self.options.dry_run:
                 self.watch.flush(self.writer)
             self.watch.confirm()
@@ -259,25 +335,35 @@ class Session:
             rerun = "then"
         except FailoverStop as exc:
             report.aborted, failover = str(exc), True
+        except CallExpired as exc:
+            report.aborted = str(exc)
         except redis_errors.RedisError as exc:
             if is_node_error(exc):
                 report.aborted, failover = str(self.watch.stop_for(exc)), True
-            elif isinstance(exc, redis_errors.ConnectionError) and not is_auth_failure(exc):
-                # It answered a moment ago: advice about where it listens would mislead. Under
-                # Sentinel a lost primary is a failover under way.
-                failover = bool(self.sentinel)
-                report.aborted = self.settings.scrub(
-                    f"Lost the connection to Redis at {self.settings.endpoint} while "
-                    f"{self.action}: {str(exc).rstrip('.')}"
-                )
             else:
+                # Under Sentinel a lost primary is a failover under way.
+                lost = isinstance(unwrapped(exc), redis_errors.ConnectionError)
+                failover = bool(self.sentinel) and lost and not is_auth_failure(exc)
                 report.aborted = describe_error(exc, self.settings, self.action).rstrip(".")
         finally:
+            if self.lost:
+                report.unknown = self.lost.as_dict()
             report.duration = time.monotonic() - started
+            report.pace = self.pacer.achieved(report.duration)
             report.replication = self.watch.as_dict()
             report.unacknowledged = self.watch.pending
         if not report.aborted:
+            if stopped:
+                report.stopped_by_operator(stopped)
             return report
+        raise MigrationError(
+            f"{report.aborted}. Counts so far: {report.summary()}. "
+            f"{self._advice(report, rerun, failover)}",
+            report=report,
+        )
+
+    def _advice(self, report, rerun, failover):
+        """What a run cut short leaves, and what to do: the end of its message."""
         if failover:
             where = "through Sentinel, which finds" if self.sentinel else "against"
             advice = (
@@ -287,12 +373,13 @@ class Session:
                 f"lacks."
             )
         else:
-            advice = (
-                f"The source db was not written, and what the counts say was copied was read "
-                f"back; rerun {rerun}: it skips what is already done."
-            )
-        raise MigrationError(
-            f"{report.aborted}. Counts so far: {report.summary()}. {advice}", report=report
+            advice = f"{report.so_far()}; rerun {rerun}: it skips what is already done."
+        if not self.lost:
+            return advice
+        return (
+            "The reply of the last call was lost, so more may be done than the counts say "
+            "(NOT COUNTED), but nothing this run sent can still run: each call that writes "
+            "carries a deadline on the server's clock, now passed. " + advice
         )
 
 

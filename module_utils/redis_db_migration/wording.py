@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from .keys import literal_prefix
+from .shown import shown
+
 
 def mib(size):
     return f"{size / 1048576:.1f} MiB"
@@ -36,18 +39,31 @@ def duration(seconds):
     return f"{seconds / 3600:.1f} h"
 
 
-def plan_line(memory, rate):
-    """What a run will go through, and how long that takes at ``rate`` keys a second: the
+def plan_line(plan):
+    """What a run will go through, and how long that takes at its rate (runs.pace_plan): the
     announcement of a long, paced run."""
-    if "matching_keys" not in memory:
+    if plan["matching_keys"] is None:
         return ""
-    keys = memory["matching_keys"]
-    if not rate:
-        return f"; {keys} matching keys to go through, no rate limit (max_keys_per_second 0)"
-    return (
-        f"; {keys} matching keys to go through: about {duration(keys / rate)} at "
-        f"max_keys_per_second {rate}, plus their index entries"
+    line = (
+        f"; {plan['matching_keys']} matching keys and {plan['index_entries']} index entries to "
+        f"go through{', twice with full_verify' if plan['passes'] > 1 else ''}"
     )
+    rate, seconds = plan["max_keys_per_second"], plan["seconds"]
+    if not rate:
+        return f"{line}, no rate limit (max_keys_per_second 0)"
+    when = "under 1 s" if seconds < 1 else f"about {duration(seconds)}"
+    return f"{line}: {when} at max_keys_per_second {rate}"
+
+
+def unnarrowed_patterns(patterns, db):
+    """A warning for each pattern that starts with a glob character: SCAN cannot narrow it to
+    one application's keys, so it may take in any key of the db."""
+    return [
+        f"pattern '{shown(pattern)}' has no literal prefix: it matches keys anywhere in db {db}, "
+        f"other applications' too; begin it with their prefix, e.g. 'app:session:*'"
+        for pattern in patterns
+        if not literal_prefix(pattern)
+    ]
 
 
 def not_checked(checks):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shlex
 import stat
 import subprocess
@@ -239,7 +240,7 @@ class MigratedDataChecks:
 
 @dataclass
 class ReportRun:
-    """One run's report folder: <report_dir>/<inventory>-<UTC stamp>[-dry-run]/."""
+    """One run's report folder: <report_dir>/<environment>-<kind>-<UTC stamp>[-dry-run]/."""
 
     folder: Path
 
@@ -276,8 +277,14 @@ def check_migrated_and_verified(migrate: dict, expected: Expectation) -> None:
 
 
 def report_runs() -> list[ReportRun]:
-    """Every run's report folder, oldest first (the folder names carry a UTC stamp)."""
-    return [ReportRun(path) for path in sorted(report_dir().iterdir()) if path.is_dir()]
+    """Every run's report folder, oldest first, by the UTC stamp in the folder's name (the kind
+    of run comes before it)."""
+    folders = [path for path in report_dir().iterdir() if path.is_dir()]
+    return [ReportRun(path) for path in sorted(folders, key=lambda path: stamp_of(path.name))]
+
+
+def stamp_of(name: str) -> str:
+    return re.search(r"\d{8}T\d{6}Z", name).group()
 
 
 def check_report_files(run: ReportRun, hosts) -> None:

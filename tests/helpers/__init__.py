@@ -25,6 +25,7 @@ from .data import (
     zset,
 )
 from .engine import ROOT, engine
+from .proxy import Proxy
 from .servers import (
     DEBUG_CONFIG,
     REDIS_SERVER,
@@ -40,12 +41,16 @@ from .topology import HaTopology, link_up, role
 # Helpers loaded on first use, by the module of this package each comes from.
 _LAZY = {
     **dict.fromkeys(
-        ("ANSIBLE", "ANSIBLE_DOC", "ANSIBLE_PLAYBOOK", "BIN", "CLEANUP", "CONFIRM", "MIGRATE",
-         "Run", "ansible_env", "bare_python", "play", "recap", "run_ansible", "run_module",
-         "run_tasks", "task_status", "tcp_args", "write_inventory"),
+        ("ANSIBLE", "ANSIBLE_CORE", "ANSIBLE_DOC", "ANSIBLE_PLAYBOOK", "BIN", "CLEANUP", "CONFIRM",
+         "MIGRATE", "Run", "ansible_env", "bare_python", "not_an_int", "play", "recap",
+         "run_ansible", "run_module", "run_tasks", "says", "task_status", "tcp_args",
+         "unfolded", "write_inventory"),
         "ansible",
     ),
     "call_module": "module",
+    **dict.fromkeys(
+        ("STOP", "alive", "interrupt", "kill_job", "running_job", "start_play"), "jobs"
+    ),
     **dict.fromkeys(
         ("FQCN", "TARBALL", "VERSION", "OperatorRepo", "build_collection", "run_checked"),
         "collection",
@@ -57,6 +62,7 @@ __all__ = [
     "DEBUG_CONFIG",
     "INDEX",
     "PATTERN",
+    "Proxy",
     "REDIS_SERVER",
     "ROOT",
     "SESSION",

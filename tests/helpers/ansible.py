@@ -8,14 +8,20 @@ import os
 import re
 import subprocess
 import sys
+import textwrap
 from dataclasses import dataclass
 from itertools import count
 from pathlib import Path
 
 import yaml
+from ansible.release import __version__ as _ansible_core
 
 from .data import INDEX, PATTERN
 from .engine import ROOT
+
+# The ansible-core running the tests, (major, minor): where its own behaviour differs between
+# the releases the package declares, a test says what each does.
+ANSIBLE_CORE = tuple(int(part) for part in _ansible_core.split(".")[:2])
 
 BIN = Path(sys.executable).parent
 ANSIBLE = str(BIN / "ansible")
@@ -65,22 +71,26 @@ def run_ansible(tmp_path, command, *, log=False, env=None, **popen):
     )
 
 
+def playbook_command(inventory, playbook, *args, report_dir):
+    """The ansible-playbook command line of a project playbook on ``inventory``, its reports
+    in ``report_dir``."""
+    return [
+        ANSIBLE_PLAYBOOK,
+        "-i",
+        str(inventory),
+        str(playbook),
+        "-e",
+        f"storyart_session_migration_report_dir={report_dir}",
+        *args,
+    ]
+
+
 def play(tmp_path, inventory, playbook, *args, report_dir, **options):
     """Run a project playbook on ``inventory`` with its reports in ``report_dir``, as an
     operator does (``options`` as for run_ansible); the Run, with the report folder it made."""
     before = set(report_dir.iterdir()) if report_dir.exists() else set()
     proc = run_ansible(
-        tmp_path,
-        [
-            ANSIBLE_PLAYBOOK,
-            "-i",
-            str(inventory),
-            str(playbook),
-            "-e",
-            f"storyart_session_migration_report_dir={report_dir}",
-            *args,
-        ],
-        **options,
+        tmp_path, playbook_command(inventory, playbook, *args, report_dir=report_dir), **options
     )
     after = set(report_dir.iterdir()) if report_dir.exists() else set()
     new = sorted(after - before)
@@ -184,6 +194,44 @@ def tcp_args(server, **extra):
     }
     args.update(extra)
     return args
+
+
+def not_an_int(name):
+    """How ansible-core refuses a value of option ``name`` that is no integer: 2.19 says
+    "is of type str", 2.16 "is of type <class 'ansible.utils.unsafe_proxy.AnsibleUnsafeText'>"."""
+    return re.compile(
+        rf"argument '{re.escape(name)}' is of type (?:<class '[\w.]+'>|\w+) "
+        r"and we were unable to convert to int"
+    )
+
+
+def says(text, expected):
+    """Whether ``text`` holds ``expected``: a string, or a pattern such as not_an_int's."""
+    return bool(expected.search(text)) if isinstance(expected, re.Pattern) else expected in text
+
+
+# A task's status line after which Ansible prints its result, here as YAML: the repository's
+# ansible.cfg sets callback_result_format = yaml.
+RESULT_LINE = re.compile(r"^(?:ok|changed|fatal|failed|skipping): \[[^\]]+\].*=>$")
+
+
+def unfolded(output):
+    """``output``'s lines, with each result Ansible printed as YAML (indented, quoted, folded
+    at 80 columns, as ansible-core 2.16 prints its failure messages too) printed again as
+    ``    key: value``, a string as it is and the rest as JSON: a message reads whole, on its
+    own lines."""
+    lines = [line.rstrip() for line in output.splitlines()]
+    out = []
+    while lines:
+        out.append(lines.pop(0))
+        if RESULT_LINE.match(out[-1]):
+            block = []
+            while lines and lines[0].startswith("    "):
+                block.append(lines.pop(0))
+            for key, value in yaml.safe_load(textwrap.dedent("\n".join(block))).items():
+                shown = value if isinstance(value, str) else json.dumps(value)
+                out.extend(f"    {key}: {shown}".splitlines())
+    return out
 
 
 def recap(output, host="localhost"):
