@@ -4,7 +4,8 @@
 # go to ansible-test, e.g. scripts/sanity.sh --test validate-modules. With SANITY_VENV set to
 # another virtualenv (the oldest ansible-core declared: scripts/test.sh), its ansible-test runs.
 source "$(dirname "$0")/bootstrap.sh"
-export PATH="${SANITY_VENV:-$VENV}/bin:$PATH"
+# Absolute: the run changes directory before it starts ansible-test.
+export PATH="$(realpath "${SANITY_VENV:-$VENV}")/bin:$PATH"
 source "$ROOT/scripts/collection_tree.sh"
 
 # ansible-test bootstraps pip in its virtualenvs with a script it downloads from a host that
