@@ -522,7 +522,7 @@ import os
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible.module_utils.common.parameters import remove_values
-from ansible.module_utils.redis_db_migration import (
+from ansible.module_utils.redis_db_migration.api import (
     HAS_REDIS,
     MODES,
     ConnectionSettings,

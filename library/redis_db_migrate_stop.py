@@ -85,7 +85,7 @@ runs:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.redis_db_migration import stop_runs
+from ansible.module_utils.redis_db_migration.api import stop_runs
 
 
 def summary(runs):

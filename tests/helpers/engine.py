@@ -8,6 +8,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "module_utils"))
 
-import redis_db_migration as engine  # noqa: E402
+from redis_db_migration import api as engine  # noqa: E402
 
 __all__ = ["ROOT", "engine"]
