@@ -8,51 +8,27 @@ DOCUMENTATION = r"""
 module: redis_db_migrate
 short_description: Copy keys and merge sorted-set indexes from one Redis db to another
 description:
-  - O(mode=migrate) (the default) copies; O(mode=preflight), O(mode=verify) and O(mode=cleanup)
-    check the server, check the result, and clean up the source after a proven migration.
   - Copies every key matching O(patterns) from O(source_db) to O(target_db) on one Redis server,
-    keeping each key's type, value and exact expiry. Keys of any type are copied.
-  - A key that already exists in the target is skipped and left untouched, never overwritten.
-  - Merges each sorted set listed in O(indexes) into the target with ZADD NX semantics, so a
-    member already in the target keeps its score.
+    keeping each key's type, value and exact expiry, and merges each sorted set listed in
+    O(indexes) into the target member by member. Keys of any type are copied.
+  - A key that already exists in the target is skipped and left untouched, never overwritten;
+    a member already in a target index keeps its score.
   - Reads back everything it wrote in the same run and fails when something is missing.
   - Never writes to or deletes from the source db, and never touches keys that do not match.
-  - Finds keys with SCAN, never KEYS, and holds at most one batch of key names in memory.
-  - Uses COPY on Redis 6.2 and newer, and DUMP + RESTORE where COPY is missing, renamed or
-    denied. Each batch runs as a Lua script.
-  - Before anything else, every mode tries each command it will send, in one pass that writes
-    nothing, as the login user. A user who lacks some gets one refusal that names all of them,
-    with one C(ACL SETUSER) line that grants them all. A command the server does not know
-    (renamed or disabled, as managed services do) is named apart from one ACL denies, with the
-    option that does without it, or the advice to have the provider enable it.
+  - O(mode=preflight) checks the server and the permissions without writing,
+    O(mode=verify) checks that the target holds everything, and O(mode=cleanup) deletes from
+    the source db the keys the target holds an identical copy of.
   - Per-key errors do not stop the run; they are counted and listed, and the task fails at the
     end with the full report.
-  - In check mode it is a dry run that returns the full plan and sends Redis no write.
-  - A memory guard keeps the copy from ever making Redis evict keys or refuse the
-    application's writes. Before the first write it estimates what the copy adds, from the
-    keys that will be copied (MEMORY USAGE of the matching keys the target lacks, read on the
-    server), and refuses when that would leave less than O(memory_headroom) percent of
-    C(maxmemory) free. Before every write it checks again that the write fits, and that the
-    server has evicted nothing since the run started; otherwise it stops at once with the
-    counts so far. Without C(maxmemory) it judges against the machine's free memory and says
-    so.
-  - Each server call stops at a byte budget (O(max_batch_bytes)) as well as a key count, so
-    no call stalls the server, its replicas or Sentinel; a key larger than the budget goes
-    alone.
-  - DUMP + RESTORE restores at the source's absolute expiry on every server version, so a
-    replica or an AOF reload keeps it.
-  - High availability. With O(sentinel_hosts) it asks Sentinel for the primary and connects
-    there; a replica it is pointed at is refused, naming its primary. Through the run it
-    watches the primary. What it writes is acknowledged by O(min_replicas) replicas every
-    50 ms and before it says verified; the wait goes ahead of its next call, in its round
-    trip. It stops at once on a READONLY, LOADING or MASTERDOWN reply, on a connection that
-    reopens to a node that is not the same primary (run_id and replication ID), and on a
-    Sentinel announcing another primary. Before it says verified it asks the node and the
-    Sentinels again. After a failover during the run the result is never verified; the
-    message says what happened and to rerun, which copies only what the primary then lacks.
+  - Keeps the copy from making Redis evict keys or refuse the application's writes (the
+    memory guard, O(memory_check)), and keeps each server call short, so the application
+    keeps being served through the run.
+  - Works on a standalone primary, given directly or found through Sentinel
+    (O(sentinel_hosts)), waits for its replicas to acknowledge what it writes, and stops
+    rather than say verified after a failover.
 requirements:
   - redis (redis-py) >= 4.3 on the host that runs the module
-  - Redis server 5.0 or newer, standalone (not cluster), primary (not replica), or the
+  - Redis server 6.0 or newer, or Valkey, standalone (not cluster), primary (not replica), or the
     primary Sentinel names
 options:
   mode:
@@ -84,7 +60,7 @@ options:
     default: false
   memory_check:
     description:
-      - Run the memory guard, described above. It needs INFO and MEMORY USAGE.
+      - Run the memory guard, described in the notes. It needs INFO and MEMORY USAGE.
       - Set to V(false) only when you know the copy fits, or the user may not run INFO or
         MEMORY USAGE; the result then names the checks that did not run.
     type: bool
@@ -199,6 +175,34 @@ attributes:
     description: Shows the target db before and after, with a capped sample of keys.
     support: full
 notes:
+  - Finds keys with SCAN, never KEYS, and holds at most one batch of key names in memory.
+  - Uses COPY on Redis 6.2 and newer, and DUMP + RESTORE where COPY is missing, renamed or
+    denied (O(strategy)). Each batch runs as a Lua script. DUMP + RESTORE restores at the
+    source's absolute expiry on every server version, so a replica or an AOF reload keeps it.
+  - Before anything else, every mode tries each command it will send, in one pass that writes
+    nothing, as the login user. A user who lacks some gets one refusal that names all of them,
+    with one C(ACL SETUSER) line that grants them all. A command the server does not know
+    (renamed or disabled, as managed services do) is named apart from one ACL denies, with the
+    option that does without it, or the advice to have the provider enable it.
+  - The memory guard. Before the first write it estimates what the copy adds, from the keys
+    that will be copied (MEMORY USAGE of the matching keys the target lacks, read on the
+    server), and refuses when that would leave less than O(memory_headroom) percent of
+    C(maxmemory) free. Before every write it checks again that the write fits, and that the
+    server has evicted nothing since the run started; otherwise it stops at once with the
+    counts so far. Without C(maxmemory) it judges against the machine's free memory and says
+    so.
+  - Each server call stops at a byte budget (O(max_batch_bytes)) as well as a key count, so
+    no call stalls the server, its replicas or Sentinel; a key larger than the budget goes
+    alone.
+  - High availability. With O(sentinel_hosts) it asks Sentinel for the primary and connects
+    there; a replica it is pointed at is refused, naming its primary. Through the run it
+    watches the primary. What it writes is acknowledged by O(min_replicas) replicas every
+    50 ms and before it says verified; the wait goes ahead of its next call, in its round
+    trip. It stops at once on a READONLY, LOADING or MASTERDOWN reply, on a connection that
+    reopens to a node that is not the same primary (run_id and replication ID), and on a
+    Sentinel announcing another primary. Before it says verified it asks the node and the
+    Sentinels again. After a failover during the run the result is never verified; the
+    message says what happened and to rerun, which copies only what the primary then lacks.
   - Nothing the module sent can run after it reports. Each call that writes carries a
     deadline on the server's own clock, read with C(TIME), which the user must therefore be
     allowed in O(mode=migrate) and O(mode=cleanup). The deadline is at most O(socket_timeout)
@@ -229,6 +233,22 @@ notes:
     arguments, also with C(ANSIBLE_KEEP_REMOTE_FILES). Ansible writes them into that file in
     clear and removes it only when the run ends, which a killed background run never does.
     A file it cannot remove is named in a warning.
+seealso:
+  # The collection names the module by FQCN (scripts/collection_tree.sh).
+  - module: redis_db_migrate_stop
+    description: Stops the migrations and clean-ups this module records in O(run_dir).
+  - name: COPY
+    description: The command the copy uses on Redis 6.2 and newer.
+    link: https://redis.io/docs/latest/commands/copy/
+  - name: SCAN
+    description: How the keys matching O(patterns) are found, and why one may come twice.
+    link: https://redis.io/docs/latest/commands/scan/
+  - name: Redis ACL
+    description: The permissions the login user needs; the module names any it lacks.
+    link: https://redis.io/docs/latest/operate/oss_and_stack/management/security/acl/
+  - name: Redis Sentinel
+    description: How O(sentinel_hosts) find the primary.
+    link: https://redis.io/docs/latest/operate/oss_and_stack/management/sentinel/
 author:
   # No GitHub handle: the form Ansible's module checks accept for that.
   - StoryArt operations (!UNKNOWN)
@@ -387,8 +407,10 @@ counts:
     - With O(mode=cleanup), V(found), V(deleted) (identical copy in the target; in check
       mode, would be), V(kept_different), V(kept_missing) (no copy in the target),
       V(expired), V(failed).
-    - With O(mode=verify), V(migrated) counts the keys still missing from the target and
-      V(skipped) those present.
+    - With O(mode=verify), V(found), V(missing) (in the source, not in the target),
+      V(present) (in the source and the target), V(expired), V(failed) (could not be read).
+    - Deprecated with O(mode=verify), to be removed in 2.0.0, V(migrated) and V(skipped),
+      the same numbers as V(missing) and V(present) under the words of a migration.
     - Otherwise key counts. V(found) keys in the source db match the patterns; V(migrated)
       were copied (in check mode, would be); V(skipped) were left alone because the target
       already had them; V(expired) vanished between SCAN and copy; V(failed) could not be
@@ -434,8 +456,9 @@ verification:
   type: dict
 samples:
   description:
-    - Up to 10 key names for each of V(migrated), V(skipped) and V(expired), each shown escaped
-      and cut as the notes say.
+    - Up to 10 key names for each of V(migrated), V(skipped) and V(expired) (with
+      O(mode=verify), V(missing), V(present) and V(expired)), each shown escaped and cut as the
+      notes say.
   returned: always
   type: dict
 errors:
@@ -536,6 +559,7 @@ from ansible.module_utils.redis_db_migration.api import (
     preflight,
     verify,
 )
+from ansible.module_utils.redis_db_migration.redis_py import REDIS_IMPORT_ERROR
 
 
 def module_rules():
@@ -551,6 +575,15 @@ def module_rules():
 
 
 OPERATIONS = {"migrate": migrate, "verify": verify, "cleanup": cleanup}
+
+# The whole fix for a host without redis-py, said once, here: the role passes the message on.
+INSTALL_REDIS_PY = (
+    " On Debian and Ubuntu: apt-get install python3-redis. With the role"
+    " storyart_session_migration: Install python3-redis on this host with a real run of the same"
+    " playbook with --tags python_redis -e storyart_session_migration_install_python_redis=true"
+    " (a dry run installs nothing). Or run the module where redis-py is installed:"
+    " delegate_to: localhost, or storyart_session_migration_run_on: controller with the role."
+)
 
 
 def report_result(report, diff):
@@ -640,9 +673,9 @@ def main():
     if not HAS_REDIS:
         module.fail_json(
             outcome="failed",
-            msg=missing_required_lib("redis")
-            + " On Debian and Ubuntu: apt-get install python3-redis. Or run the module where"
-            " redis-py is installed, e.g. with delegate_to: localhost.",
+            # Ansible's sentence ends without a full stop, in the versions this module supports.
+            msg=missing_required_lib("redis").rstrip(".") + "." + INSTALL_REDIS_PY,
+            exception=REDIS_IMPORT_ERROR,
         )
     settings = from_params(ConnectionSettings, module.params)
     options = from_params(MigrationOptions, module.params, dry_run=module.check_mode)

@@ -15,10 +15,7 @@ description:
     back, and acknowledged by the replicas it waits for, as at the end of any run; its result
     has the counts so far, and a rerun completes the run.
   - A run whose process is gone (killed, or its machine restarted) is reported as no longer
-    running and its run file removed; a process that got its pid since is told apart by its
-    start time.
-  - In check mode it only lists what is running.
-  - It never connects to Redis, and needs no Python library beyond Python's own.
+    running and its run file removed.
 options:
   run_dir:
     description:
@@ -40,8 +37,16 @@ attributes:
     description: Not supported.
     support: none
 notes:
+  - It finds each run by the run file the run keeps in O(run_dir) while it runs, and asks it to
+    stop with a stop file beside it. A process that got a gone run's pid since is told apart
+    by its start time, and left alone.
+  - It never connects to Redis, and needs no Python library beyond Python's own.
   - Sending SIGTERM to a run's pid stops it the same way, between two server calls; its
     result then goes to its own task (or Ansible's async job file).
+seealso:
+  # The collection names the module by FQCN (scripts/collection_tree.sh).
+  - module: redis_db_migrate
+    description: Runs the migrations and clean-ups this module stops, given the same O(run_dir).
 author:
   # No GitHub handle: the form Ansible's module checks accept for that.
   - StoryArt operations (!UNKNOWN)

@@ -6,7 +6,10 @@
 #   scripts/bench.sh --sessions 200000 --skip-baseline --fleet-hosts 20
 # or the pacing alone:
 #   scripts/bench.sh --sessions --replicated 0 --large-sessions 0 --skip-fleet
-source "$(dirname "$0")/bootstrap.sh"
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+ensure_redis
+ensure_dev_venv
 # redis-dump-load needs redis-py 2.x: it gets a virtualenv of its own.
 PEER_VENV="$VENV/redis-dump-load"
 ensure_venv "$PEER_VENV" "$ROOT/requirements-peer.txt"

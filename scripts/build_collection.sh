@@ -3,7 +3,9 @@
 #   ./scripts/build_collection.sh [OUTPUT_DIR]   (default: dist/)
 # writes OUTPUT_DIR/storyart-session_migration-<version>.tar.gz and prints its path.
 # Install it with: ansible-galaxy collection install <that file>
-source "$(dirname "$0")/bootstrap.sh"
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+ensure_dev_venv
 source "$ROOT/scripts/collection_tree.sh"
 
 output=$(realpath -m "${1:-$ROOT/dist}")

@@ -4,6 +4,8 @@
 #   storyart-molecule/redis:7   bookworm: Redis 7.0, python3, python3-redis (hosts that run the module)
 #   storyart-molecule/redis:6   bullseye: Redis 6.0, which has no COPY (the DUMP/RESTORE path)
 set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+ensure_docker
 
 build() {
     local image=$1 suite=$2 packages=$3

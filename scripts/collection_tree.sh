@@ -1,6 +1,6 @@
 # Sourced by the collection scripts. stage_collection DEST lays out the collection
 # storyart.session_migration in DEST (an empty directory) from this repository's tree:
-#   library/*.py                 -> plugins/modules/  (imports and doc fragment by FQCN)
+#   library/*.py                 -> plugins/modules/  (imports, doc fragment, seealso by FQCN)
 #   module_utils/, doc_fragments/ -> plugins/module_utils/, plugins/doc_fragments/
 #   roles/, playbooks/            -> roles/, playbooks/  (the role's module call by FQCN)
 #   collection/*, LICENSE         -> galaxy.yml, meta/, README, changelog, EE dependencies
@@ -36,6 +36,7 @@ stage_collection() {
     for module in "$ROOT"/library/*.py; do
         sed -e "s/ansible\.module_utils\.redis_db_migration/$COLLECTION_UTILS.redis_db_migration/" \
             -e "s/^  - redis_connection$/  - $COLLECTION_FQCN.redis_connection/" \
+            -e "s/^  - module: \(redis_db_migrate\w*\)$/  - module: $COLLECTION_FQCN.\1/" \
             "$module" >"$dest/plugins/modules/$(basename "$module")"
     done
     # Inside the collection the role names its module by FQCN, as Galaxy's import lint asks;

@@ -2,7 +2,10 @@
 # The main job on a built-in default: a throwaway redis-server seeded with sample StoryArt
 # sessions in db 1 (some already in db 0), the dry run, the migration, then a second run that
 # finds nothing left to do. The server and its files are removed at the end.
-source "$(dirname "$0")/bootstrap.sh"
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+ensure_redis
+ensure_dev_venv
 
 workdir=$(mktemp -d)
 port=$(python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')

@@ -3,7 +3,9 @@
 # tarball as scripts/build_collection.sh builds it. Fails on any error, and on any warning but
 # the one no change here can fix: the note that the sanity ignore files exist (the module is
 # MIT-licensed, and ansible-test asks every module for a GPLv3 header).
-source "$(dirname "$0")/bootstrap.sh"
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+ensure_dev_venv
 
 IMPORTER_VENV="$VENV/galaxy-importer"
 ensure_venv "$IMPORTER_VENV" "$ROOT/requirements-importer.txt"

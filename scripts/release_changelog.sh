@@ -3,7 +3,9 @@
 # the fragments of collection/changelogs/fragments/ into changelogs/changelog.yaml and
 # CHANGELOG.rst, which are kept in collection/, and removes them. Run it once per release,
 # after raising the version; commit what it changes.
-source "$(dirname "$0")/bootstrap.sh"
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+ensure_dev_venv
 source "$ROOT/scripts/collection_tree.sh"
 
 work=$(mktemp -d)

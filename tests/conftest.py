@@ -1,5 +1,5 @@
-"""Fixtures: throwaway servers, started on demand and stopped after each test, and test
-certificates. Everything else the tests share is in helpers/."""
+"""Fixtures: throwaway servers, started on demand and stopped after each test (or module), and
+test certificates. Everything else the tests share is in helpers/."""
 
 from __future__ import annotations
 
@@ -14,12 +14,9 @@ from helpers import (
 )
 
 
-@pytest.fixture
-def redis_factory(tmp_path):
-    """Start servers with extra config lines: ``redis_factory("rename-command COPY \\"\\"")``.
-
-    ``debug=True`` allows the DEBUG command on any version.
-    """
+def servers_under(folder):
+    """The server factory of the fixtures below: yields ``start``, which starts a server in
+    ``folder``, then, once the fixture's scope ends, stops every server it started."""
     if REDIS_SERVER is None:
         pytest.fail("redis-server is not installed: apt-get install -y redis-server")
     servers = []
@@ -27,13 +24,28 @@ def redis_factory(tmp_path):
     def start(*config, password=None, debug=False):
         if debug and DEBUG_CONFIG:
             config = (*config, DEBUG_CONFIG)
-        server = RedisServer(tmp_path / f"redis{len(servers)}", config, password).start()
+        server = RedisServer(folder / f"redis{len(servers)}", config, password).start()
         servers.append(server)
         return server
 
     yield start
     for server in servers:
         server.stop()
+
+
+@pytest.fixture
+def redis_factory(tmp_path):
+    """Start servers with extra config lines: ``redis_factory("rename-command COPY \\"\\"")``.
+
+    ``debug=True`` allows the DEBUG command on any version.
+    """
+    yield from servers_under(tmp_path)
+
+
+@pytest.fixture(scope="module")
+def module_redis_factory(tmp_path_factory):
+    """redis_factory for a module-scoped fixture: its servers run until the module's last test."""
+    yield from servers_under(tmp_path_factory.mktemp("redis"))
 
 
 @pytest.fixture

@@ -23,8 +23,8 @@ from helpers import (
     TARBALL,
     VERSION,
     OperatorRepo,
+    assert_same_value_and_expiry,
     build_collection,
-    expiries,
     run_checked,
     seed_sessions,
     zset,
@@ -67,8 +67,7 @@ def assert_migrated(server, names):
     whole index."""
     source, target = server.client(1), server.client(0)
     assert sorted(target.keys("storyart:session:*")) == sorted(names)
-    assert [target.get(name) for name in names] == [source.get(name) for name in names]
-    assert expiries(target, names) == expiries(source, names)
+    assert_same_value_and_expiry(source, target, names)
     assert zset(target) == zset(source)
     assert len(zset(target)) == len(names)
 

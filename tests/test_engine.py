@@ -10,7 +10,18 @@ import time
 
 import helpers
 import pytest
-from helpers import INDEX, PATTERN, SESSION, engine, expiry, run, seed_sessions, snapshot, zset
+from helpers import (
+    INDEX,
+    PATTERN,
+    SESSION,
+    assert_same_value_and_expiry,
+    engine,
+    expiry,
+    migrate_with_engine,
+    seed_sessions,
+    snapshot,
+    zset,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -33,18 +44,10 @@ def counts(report):
     return keys | {f"index_{name}": report.index_total(name) for name in INDEX_COUNTS}
 
 
-def content(client, key):
-    """Type, encoding and value of a key (conftest.content, and the encoding must match too)."""
+def encoding_and_content(client, key):
+    """Encoding, type and value of a key (helpers.content, and the encoding must match too):
+    what a copy keeps, on every server version and with both strategies."""
     return (client.object("encoding", key), *helpers.content(client, key))
-
-
-def assert_same_keys(src, dst, keys):
-    """Each key is in the target with the source's type, encoding, value and exact absolute
-    expiry, on every server version and with both strategies."""
-    assert keys, "no keys to compare"
-    for key in keys:
-        assert content(dst, key) == content(src, key), key
-        assert expiry(dst, key) == expiry(src, key), key
 
 
 # 1. Keys found with SCAN ---------------------------------------------------------------------
@@ -55,7 +58,7 @@ def test_many_keys_in_small_batches_all_migrate(redis_server):
     seed_sessions(src, 2500)
     before = snapshot(src)
 
-    report = run(redis_server, batch_size=100)
+    report = migrate_with_engine(redis_server, batch_size=100)
 
     # COPY keeps the absolute expiry: type, payload and PEXPIRETIME all identical.
     assert without_index(snapshot(dst)) == without_index(before)
@@ -82,7 +85,7 @@ def test_keys_not_matching_the_pattern_are_never_copied(redis_server):
         src.set(key, value, ex=600)
     before = snapshot(src)
 
-    report = run(redis_server)
+    report = migrate_with_engine(redis_server)
 
     assert set(without_index(snapshot(dst))) == set(sessions)
     for key in others:
@@ -108,7 +111,7 @@ def test_overlapping_patterns_handle_each_key_once(redis_server, patterns):
         src.set(key, b"not a 17 key")
     distinct = len(sessions) + len(extra)
 
-    report = run(redis_server, patterns=patterns, batch_size=50)
+    report = migrate_with_engine(redis_server, patterns=patterns, batch_size=50)
 
     assert set(without_index(snapshot(dst))) == set(sessions) | set(extra)
     assert report.found == distinct
@@ -134,7 +137,7 @@ def test_key_matched_only_by_a_later_pattern_is_migrated(redis_server, patterns,
         src.scan_iter(match=patterns[0], count=1000)
     )  # Redis itself: the first pattern does not match the key
 
-    report = run(redis_server, patterns=patterns, indexes=())
+    report = migrate_with_engine(redis_server, patterns=patterns, indexes=())
 
     assert dst.get(key) == b"value"
     assert report.found == report.migrated == 1
@@ -186,10 +189,10 @@ def test_every_type_is_copied_with_value_and_exact_expiry(redis_server, strategy
     assert {small, b"hashtable", b"quicklist", b"intset", b"skiplist"} <= encodings
     before = snapshot(src)
 
-    report = run(redis_server, strategy=strategy, indexes=())
+    report = migrate_with_engine(redis_server, strategy=strategy, indexes=())
 
     # Value, encoding, (for the stream) consumer group and pending entries, exact expiry.
-    assert_same_keys(src, dst, keys)
+    assert_same_value_and_expiry(src, dst, keys, read=encoding_and_content)
     for key in keys:
         if key.endswith(b":persistent"):
             assert expiry(dst, key) == -1
@@ -209,12 +212,12 @@ def test_auto_strategy_uses_dump_restore_when_copy_is_renamed(redis_factory):
     sessions = seed_sessions(src, 10)
     before = snapshot(src)
 
-    report = run(server, strategy="auto")
+    report = migrate_with_engine(server, strategy="auto")
 
     assert report.strategy == "dump-restore"
     assert report.as_dict()["strategy"] == "dump-restore"
     assert "strategy dump-restore" in report.summary()
-    assert_same_keys(src, dst, keys + sessions)
+    assert_same_value_and_expiry(src, dst, keys + sessions, read=encoding_and_content)
     assert zset(dst) == zset(src)
     assert snapshot(src) == before
     assert report.failed == 0
@@ -229,7 +232,7 @@ def test_strategy_copy_is_refused_when_copy_is_renamed(redis_factory):
 
     renamed = "does not know COPY, which mode migrate with strategy copy needs.*dump-restore"
     with pytest.raises(engine.MigrationError, match=renamed):
-        run(server, strategy="copy")
+        migrate_with_engine(server, strategy="copy")
 
     assert server.client(0).dbsize() == 0
     assert server.rdb_changes() == changes
@@ -247,7 +250,7 @@ def test_existing_target_key_is_skipped_and_keeps_its_value_and_ttl(redis_server
     dst.rpush(other_type, b"a list, not a string")  # persistent, and of another type
     target_before = snapshot(dst)
 
-    report = run(redis_server, strategy=strategy, indexes=())
+    report = migrate_with_engine(redis_server, strategy=strategy, indexes=())
 
     target_after = snapshot(dst)
     assert target_after[taken] == target_before[taken]
@@ -255,7 +258,7 @@ def test_existing_target_key_is_skipped_and_keeps_its_value_and_ttl(redis_server
     assert dst.get(taken) == b"the newer session written by the new app"
     assert expiry(dst, other_type) == -1
     copied = [key for key in sessions if key not in (taken, other_type)]
-    assert_same_keys(src, dst, copied)
+    assert_same_value_and_expiry(src, dst, copied, read=encoding_and_content)
     assert report.skipped == 2
     assert set(report.samples["skipped"]) == names([taken, other_type])
     assert report.migrated == 8
@@ -302,7 +305,7 @@ def test_keys_that_expire_or_go_after_a_call_found_them_count_as_expired(redis_f
         time.sleep(0.02)  # > 1 ms: the keys are expired, whatever happens to them now
 
     hooks = OnLeftOver(lapse)
-    report = run(server, hooks=hooks, strategy=strategy, **ONE_COPY_PER_CALL)
+    report = migrate_with_engine(server, hooks=hooks, strategy=strategy, **ONE_COPY_PER_CALL)
 
     assert len(hooks.left_over) == 39  # the first call found all 40 and copied one
     assert all(dst.exists(key) == 0 for key in gone)
@@ -312,7 +315,8 @@ def test_keys_that_expire_or_go_after_a_call_found_them_count_as_expired(redis_f
     assert report.migrated == 40 - len(gone)
     assert report.index_total("orphans") == len(gone)
     assert report.missing == 0
-    assert_same_keys(src, dst, [key for key in sessions if key not in gone])
+    migrated = [key for key in sessions if key not in gone]
+    assert_same_value_and_expiry(src, dst, migrated, read=encoding_and_content)
     assert report.ok
 
 
@@ -353,7 +357,7 @@ def test_each_copy_mode_classifies_every_key_of_a_call(redis_server, strategy):
                 expected["expired"].remove(key)
                 expected["migrated"].append(key)
 
-    report = run(
+    report = migrate_with_engine(
         redis_server,
         hooks=OnLeftOver(delete_the_rest),
         indexes=(),
@@ -368,7 +372,7 @@ def test_each_copy_mode_classifies_every_key_of_a_call(redis_server, strategy):
         assert set(report.samples[kind]) == names(keys), kind
     for key in expected["skipped"]:
         assert snapshot(dst)[key] == target_before[key]
-    assert_same_keys(src, dst, expected["migrated"])
+    assert_same_value_and_expiry(src, dst, expected["migrated"], read=encoding_and_content)
     assert dst.dbsize() == 4 + len(expected["migrated"])
 
 
@@ -380,7 +384,7 @@ def test_the_dry_run_classifies_every_key_of_a_batch(redis_server):
     src.delete(*expected.pop("expired"))
     target_before = snapshot(dst)
 
-    report = run(redis_server, indexes=(), dry_run=True)
+    report = migrate_with_engine(redis_server, indexes=(), dry_run=True)
 
     assert (report.found, report.migrated, report.skipped, report.expired) == (8, 4, 4, 0)
     for kind, keys in expected.items():
@@ -409,12 +413,12 @@ def test_binary_unicode_glob_and_big_keys_are_copied_byte_identically(redis_serv
     src.zadd(INDEX, {key: n for n, key in enumerate(odd)})
     before = snapshot(src)
 
-    report = run(redis_server, strategy=strategy, batch_size=3)
+    report = migrate_with_engine(redis_server, strategy=strategy, batch_size=3)
 
     for key, value in odd.items():
         assert dst.get(key) == value
     assert len(dst.get(SESSION + b"big")) == 5 * 1024 * 1024
-    assert_same_keys(src, dst, [*odd, big_hash])
+    assert_same_value_and_expiry(src, dst, [*odd, big_hash], read=encoding_and_content)
     assert zset(dst) == zset(src)
     assert snapshot(src) == before
     assert report.found == 7
@@ -448,7 +452,7 @@ def test_index_merge_keeps_target_scores_and_adds_the_rest_exactly(redis_server)
     dst.zadd(INDEX, {k["kept"]: 99.25, k["both"]: 7, SESSION + b"target-only": 5})
     source_index = zset(src)
 
-    report = run(redis_server, batch_size=3)
+    report = migrate_with_engine(redis_server, batch_size=3)
 
     merged = zset(dst)
     assert merged[k["kept"]] == 99.25
@@ -482,7 +486,9 @@ def test_index_keys_are_never_copied_as_keys(redis_server):
     src.zadd(second_index, {b"m": 1})
     dst.zadd(second_index, {b"n": 2})
 
-    report = run(redis_server, patterns=["storyart:*"], indexes=[INDEX, second_index])
+    report = migrate_with_engine(
+        redis_server, patterns=["storyart:*"], indexes=[INDEX, second_index]
+    )
 
     assert expiry(dst, INDEX) == -1
     assert zset(dst) == zset(src)
@@ -511,13 +517,13 @@ def scenario_keys_and_index(server):
 
 def scenario_index_only(server):
     seed_sessions(server.client(1), 20)
-    run(server, indexes=())
+    migrate_with_engine(server, indexes=())
     return True
 
 
 def scenario_nothing_to_do(server):
     seed_sessions(server.client(1), 20)
-    run(server)
+    migrate_with_engine(server)
     return False
 
 
@@ -531,7 +537,7 @@ def test_dry_run_returns_the_plan_and_sends_no_write(redis_server, scenario, str
     changes = redis_server.rdb_changes()
     source_before, target_before = snapshot(src), snapshot(dst)
 
-    plan = run(redis_server, dry_run=True, strategy=strategy)
+    plan = migrate_with_engine(redis_server, dry_run=True, strategy=strategy)
 
     assert redis_server.rdb_changes() == changes
     assert snapshot(src) == source_before
@@ -542,7 +548,7 @@ def test_dry_run_returns_the_plan_and_sends_no_write(redis_server, scenario, str
     assert plan.summary().startswith("DRY RUN, nothing written")
     assert plan.changed is expect_changed
 
-    real = run(redis_server, strategy=strategy)
+    real = migrate_with_engine(redis_server, strategy=strategy)
 
     assert zset(dst) == {**zset(src), **zset(dst)}
     assert counts(plan) == counts(real)
@@ -554,7 +560,7 @@ def test_dry_run_returns_the_plan_and_sends_no_write(redis_server, scenario, str
 def test_dry_run_plans_the_exact_counts(redis_server):
     scenario_keys_and_index(redis_server)
 
-    plan = run(redis_server, dry_run=True)
+    plan = migrate_with_engine(redis_server, dry_run=True)
 
     assert counts(plan) == dict(
         found=30, migrated=25, skipped=5, expired=0, failed=0, index_found=31,
@@ -570,12 +576,12 @@ def test_dry_run_plans_the_exact_counts(redis_server):
 def test_second_run_changes_nothing(redis_server, strategy):
     src, dst = redis_server.client(1), redis_server.client(0)
     sessions = seed_sessions(src, 50)
-    first = run(redis_server, strategy=strategy)
+    first = migrate_with_engine(redis_server, strategy=strategy)
     assert set(without_index(snapshot(dst))) == set(sessions)
     changes = redis_server.rdb_changes()
     target_before = snapshot(dst)
 
-    second = run(redis_server, strategy=strategy)
+    second = migrate_with_engine(redis_server, strategy=strategy)
 
     assert redis_server.rdb_changes() == changes
     assert snapshot(dst) == target_before
@@ -596,14 +602,14 @@ def test_rerun_on_a_server_over_maxmemory_skips_everything(redis_server, strateg
     nothing: a finished migration must still rerun cleanly there."""
     src, dst = redis_server.client(1), redis_server.client(0)
     seed_sessions(src, 40)
-    run(redis_server, strategy=strategy)
+    migrate_with_engine(redis_server, strategy=strategy)
     admin = redis_server.client()
     admin.config_set("maxmemory-policy", "noeviction")
     admin.config_set("maxmemory", 1)  # every deny-OOM command is refused from now on
     target_before = snapshot(dst)
     index_before = zset(dst)
 
-    report = run(redis_server, strategy=strategy)
+    report = migrate_with_engine(redis_server, strategy=strategy)
 
     assert report.failed == 0, report.errors
     assert report.index_total("failed") == 0, report.errors
@@ -628,7 +634,7 @@ def test_source_db_is_byte_identical_after_a_real_run(redis_server, strategy):
     before = snapshot(src)
     index_before = zset(src)
 
-    run(redis_server, strategy=strategy)
+    migrate_with_engine(redis_server, strategy=strategy)
 
     assert snapshot(src) == before
     assert zset(src) == index_before
@@ -641,13 +647,13 @@ def test_source_db_is_byte_identical_after_a_real_run(redis_server, strategy):
 def test_sessions_added_after_a_run_are_picked_up_next_time(redis_server):
     src, dst = redis_server.client(1), redis_server.client(0)
     first_sessions = seed_sessions(src, 30)
-    assert run(redis_server).migrated == 30
+    assert migrate_with_engine(redis_server).migrated == 30
     target_after_first = snapshot(dst)
     new_sessions = seed_sessions(src, 6, start=1800000000000)
 
-    report = run(redis_server)
+    report = migrate_with_engine(redis_server)
 
-    assert_same_keys(src, dst, first_sessions + new_sessions)
+    assert_same_value_and_expiry(src, dst, first_sessions + new_sessions, read=encoding_and_content)
     target_now = snapshot(dst)
     for key in first_sessions:
         assert target_now[key] == target_after_first[key]
@@ -675,9 +681,9 @@ def test_report_has_the_same_keys_on_dry_real_and_no_op_runs(redis_server):
     seed_sessions(src, 60)
     all_names = names(without_index(snapshot(src)))
 
-    dry_report = run(redis_server, dry_run=True)
-    real_report = run(redis_server)
-    noop_report = run(redis_server)
+    dry_report = migrate_with_engine(redis_server, dry_run=True)
+    real_report = migrate_with_engine(redis_server)
+    noop_report = migrate_with_engine(redis_server)
     dry, real, noop = dry_report.as_dict(), real_report.as_dict(), noop_report.as_dict()
 
     assert shape(dry) == shape(real) == shape(noop)
@@ -715,7 +721,7 @@ def test_diff_shows_the_index_and_a_capped_sample_of_keys(redis_server):
     seed_sessions(src, 25)
     header = f"redis://127.0.0.1:{redis_server.port}/0"
 
-    diff = run(redis_server).diff()
+    diff = migrate_with_engine(redis_server).diff()
 
     assert diff["before_header"] == diff["after_header"] == header
     assert diff["before"] == f"index {INDEX.decode()}: 0 of the source entries present\n"
@@ -727,7 +733,7 @@ def test_diff_shows_the_index_and_a_capped_sample_of_keys(redis_server):
     assert after[-1] == f"+ ... and {25 - engine.SAMPLE_SIZE} more keys"
     assert len(after) == 1 + engine.SAMPLE_SIZE + 1
 
-    again = run(redis_server).diff()
+    again = migrate_with_engine(redis_server).diff()
 
     assert again["before"] == f"index {INDEX.decode()}: 25 of the source entries present\n"
     assert again["after"] == f"index {INDEX.decode()}: 25 of the source entries present (+0)\n"
@@ -770,9 +776,9 @@ def test_per_key_errors_are_counted_and_do_not_stop_the_run(redis_server):
     before = snapshot(src)
     mig = acl_user_writing_only_some_sessions(redis_server)
 
-    report = run(redis_server, settings=mig, batch_size=1)
+    report = migrate_with_engine(redis_server, settings=mig, batch_size=1)
 
-    assert_same_keys(src, dst, allowed)
+    assert_same_value_and_expiry(src, dst, allowed, read=encoding_and_content)
     assert all(dst.exists(key) == 0 for key in denied)
     assert zset(dst) == zset(src)  # the index is still merged, all 33 entries
     assert snapshot(src) == before
@@ -800,9 +806,9 @@ def test_a_key_the_user_may_not_write_fails_alone_and_the_rest_of_its_batch_is_c
     denied = seed_sessions(src, 5, start=2_000_000_000_000)
     mig = acl_user_writing_only_some_sessions(redis_server)
 
-    report = run(redis_server, settings=mig, batch_size=1000, indexes=())
+    report = migrate_with_engine(redis_server, settings=mig, batch_size=1000, indexes=())
 
-    assert_same_keys(src, dst, allowed)
+    assert_same_value_and_expiry(src, dst, allowed, read=encoding_and_content)
     assert dst.dbsize() == 5
     assert (report.found, report.migrated, report.failed) == (10, 5, 5)
     assert report.ok is False

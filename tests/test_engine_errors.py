@@ -11,11 +11,13 @@ import redis
 from helpers import (
     INDEX,
     PATTERN,
+    assert_same_value_and_expiry,
     engine,
+    expiries,
     free_port,
     hello,
+    migrate_with_engine,
     options,
-    run,
     seed_sessions,
     snapshot,
     start_tls_server,
@@ -63,16 +65,10 @@ def seed(server, count=SESSIONS):
 def assert_migrated(server, names):
     """Every session of db 1 is in db 0 with the same value and expiry; the index is merged."""
     source, target = server.client(1), server.client(0)
-    source_sessions = snapshot(source, match=PATTERN)
+    source_sessions = list(source.scan_iter(match=PATTERN))
     assert set(names) <= set(source_sessions)
-    target_sessions = snapshot(target, match=PATTERN)
-    for name, (kind, payload, expires) in source_sessions.items():
-        assert expires > 0
-        copied_kind, copied_payload, copied_expires = target_sessions[name]
-        assert (copied_kind, copied_payload) == (kind, payload), name
-        assert copied_expires == expires, (
-            f"{name!r}: expiry in db 0 is {copied_expires - expires:+d} ms off the source's"
-        )
+    assert all(expires > 0 for expires in expiries(source, source_sessions))
+    assert_same_value_and_expiry(source, target, source_sessions)
     assert zset(source).items() <= zset(target).items()
 
 
@@ -109,7 +105,7 @@ def test_requirepass_authentication_failure(redis_factory, password):
     seed(server)
     before = state(server)
     expect_error(
-        lambda: run(server, settings=server.settings(password=password)),
+        lambda: migrate_with_engine(server, settings=server.settings(password=password)),
         "authentication",
         "failed",
         f"127.0.0.1:{server.port}",
@@ -124,7 +120,7 @@ def test_acl_user_wrong_password(redis_factory):
     before = state(server)
     settings = server.settings(username="migrator", password=WRONG_PASSWORD)
     expect_error(
-        lambda: run(server, settings=settings),
+        lambda: migrate_with_engine(server, settings=settings),
         "authentication",
         "failed",
         "migrator",
@@ -159,7 +155,9 @@ def tls_settings(server, **kwargs):
 
 def test_tls_with_the_right_ca_migrates(tls_server, certificates):
     source_before = snapshot(tls_server.client(1))
-    report = run(tls_server, settings=tls_settings(tls_server, ca_certs=certificates.ca))
+    report = migrate_with_engine(
+        tls_server, settings=tls_settings(tls_server, ca_certs=certificates.ca)
+    )
     assert report.ok
     assert report.migrated == SESSIONS
     assert report.verified is True
@@ -170,7 +168,9 @@ def test_tls_with_the_right_ca_migrates(tls_server, certificates):
 def test_tls_with_a_wrong_ca_fails_clearly(tls_server, certificates):
     before = state(tls_server)
     expect_error(
-        lambda: run(tls_server, settings=tls_settings(tls_server, ca_certs=certificates.wrong_ca)),
+        lambda: migrate_with_engine(
+            tls_server, settings=tls_settings(tls_server, ca_certs=certificates.wrong_ca)
+        ),
         "TLS",
         "certificate",
         "ca_certs",
@@ -182,7 +182,7 @@ def test_tls_with_a_wrong_ca_fails_clearly(tls_server, certificates):
 def test_tls_server_reached_without_tls_hints_tls_true(tls_server):
     before = state(tls_server)
     expect_error(
-        lambda: run(tls_server, settings=tls_settings(tls_server, tls=False)),
+        lambda: migrate_with_engine(tls_server, settings=tls_settings(tls_server, tls=False)),
         f"127.0.0.1:{tls_server.tls_port}",
         "tls: true",
     )
@@ -191,7 +191,7 @@ def test_tls_server_reached_without_tls_hints_tls_true(tls_server):
 
 def test_tls_without_validation_accepts_a_wrong_ca(tls_server, certificates):
     settings = tls_settings(tls_server, ca_certs=certificates.wrong_ca, validate_certs=False)
-    report = run(tls_server, settings=settings)
+    report = migrate_with_engine(tls_server, settings=settings)
     assert report.ok
     assert report.migrated == SESSIONS
     assert_migrated(tls_server, tls_server.names)
@@ -235,7 +235,7 @@ def test_db_out_of_range_names_the_db(redis_factory, config, option, dbs):
     seed(server)
     before = state(server)
     expect_error(
-        lambda: run(server, **dbs),
+        lambda: migrate_with_engine(server, **dbs),
         "16",
         option,
         f"127.0.0.1:{server.port}",
@@ -262,7 +262,9 @@ def test_empty_patterns_are_refused(patterns):
 def test_cluster_mode_server_is_refused(redis_factory):
     server = secured(redis_factory, "cluster-enabled yes", "cluster-config-file nodes.conf")
     before = state(server, dbs=(0,))
-    expect_error(lambda: run(server), "cluster", f"127.0.0.1:{server.port}", "standalone")
+    expect_error(
+        lambda: migrate_with_engine(server), "cluster", f"127.0.0.1:{server.port}", "standalone"
+    )
     assert state(server, dbs=(0,)) == before
 
 
@@ -282,7 +284,7 @@ def test_read_only_replica_is_refused(redis_factory):
     assert replica.client(1).dbsize() == primary.client(1).dbsize()
     before = state(primary), state(replica)
     expect_error(
-        lambda: run(replica),
+        lambda: migrate_with_engine(replica),
         "replica",
         "primary",
         f"127.0.0.1:{replica.port}",
@@ -301,7 +303,9 @@ def test_source_index_that_is_a_string_stops_before_any_write(redis_server):
     source.set(INDEX, b"not an index")
     target.zadd(INDEX, {b"storyart:session:1": 1})
     before = state(redis_server)
-    expect_error(lambda: run(redis_server), INDEX.decode(), "db 1", "sorted set", "indexes")
+    expect_error(
+        lambda: migrate_with_engine(redis_server), INDEX.decode(), "db 1", "sorted set", "indexes"
+    )
     assert state(redis_server) == before
     assert source.get(INDEX) == b"not an index"
     assert target.type(INDEX) == b"zset"
@@ -314,7 +318,9 @@ def test_target_index_that_is_a_hash_stops_before_any_write(redis_server):
     seed_sessions(source, SESSIONS)
     target.hset(INDEX, mapping={"owner": "someone else"})
     before = state(redis_server)
-    expect_error(lambda: run(redis_server), INDEX.decode(), "db 0", "sorted set", "indexes")
+    expect_error(
+        lambda: migrate_with_engine(redis_server), INDEX.decode(), "db 0", "sorted set", "indexes"
+    )
     assert state(redis_server) == before
     assert target.hgetall(INDEX) == {b"owner": b"someone else"}
     assert len(zset(source)) == SESSIONS
@@ -335,7 +341,7 @@ def acl_server(redis_factory, rules):
 def test_user_without_copy_falls_back_to_dump_restore(redis_factory):
     server = acl_server(redis_factory, "-copy")
     source_before = snapshot(server.client(1))
-    report = run(server, settings=server.acl_settings)
+    report = migrate_with_engine(server, settings=server.acl_settings)
     assert report.strategy == "dump-restore"
     assert report.ok
     assert report.migrated == SESSIONS
@@ -364,7 +370,9 @@ def test_a_user_without_what_the_run_needs_is_refused_by_name(redis_factory, cas
     before = state(server)
     facts = [f"127.0.0.1:{server.port}" if fact == "port" else fact for fact in facts]
 
-    expect_error(lambda: run(server, settings=server.acl_settings, **overrides), *facts)
+    expect_error(
+        lambda: migrate_with_engine(server, settings=server.acl_settings, **overrides), *facts
+    )
 
     assert state(server) == before
 
@@ -400,14 +408,14 @@ def test_without_info_the_guard_is_refused_until_switched_off_and_named(redis_fa
     server = WITHHELD[how](redis_factory, "INFO")
     before = both_dbs(server)
     expect_error(
-        lambda: run(server, settings=server.acl_settings),
+        lambda: migrate_with_engine(server, settings=server.acl_settings),
         REFUSAL[how].format("INFO"),
         "memory_check: false",
         f"127.0.0.1:{server.port}",
     )
     assert both_dbs(server) == before
 
-    report = run(server, settings=server.acl_settings, memory_check=False)
+    report = migrate_with_engine(server, settings=server.acl_settings, memory_check=False)
 
     assert report.ok
     assert report.migrated == SESSIONS
@@ -434,14 +442,16 @@ def test_without_memory_usage_the_checks_are_named_never_skipped_silently(redis_
     grant = "ACL SETUSER migrator +memory|usage"
     message = str(
         expect_error(
-            lambda: run(server, settings=server.acl_settings), refusal, "memory_check: false"
+            lambda: migrate_with_engine(server, settings=server.acl_settings),
+            refusal,
+            "memory_check: false",
         )
     )
     assert (grant in message) is (how == "denied"), message
     expect_error(lambda: engine.preflight(server.acl_settings, options()), refusal)
     assert both_dbs(server) == before
 
-    report = run(server, settings=server.acl_settings, memory_check=False)
+    report = migrate_with_engine(server, settings=server.acl_settings, memory_check=False)
 
     assert report.ok
     assert report.migrated == SESSIONS
@@ -496,13 +506,13 @@ def test_timeout_in_preflight_names_socket_timeout_and_loses_nothing(redis_facto
     settings = server.settings(socket_timeout=0.5)
     with WritesPaused(server):
         expect_error(
-            lambda: run(server, settings=settings),
+            lambda: migrate_with_engine(server, settings=settings),
             "timeout",
             "socket_timeout",
             f"127.0.0.1:{server.port}",
         )
     assert state(server) == before
-    report = run(server)
+    report = migrate_with_engine(server)
     assert report.ok
     assert report.migrated == SESSIONS
     assert_migrated(server, names)
@@ -544,7 +554,7 @@ def test_timeout_mid_run_names_socket_timeout_and_a_rerun_completes(redis_factor
     assert error.report.migrated == 5
     assert error.report.aborted
     assert snapshot(server.client(1)) == source_before
-    report = run(server)
+    report = migrate_with_engine(server)
     assert report.ok
     assert report.migrated + report.skipped == SESSIONS
     assert_migrated(server, names)

@@ -16,9 +16,10 @@ from helpers import (
     INDEX,
     SESSION,
     engine,
+    migrate_with_engine,
     options,
-    run,
     seed_sessions,
+    seed_with_overlap,
     snapshot,
     zset,
 )
@@ -104,7 +105,7 @@ def test_preflight_reports_the_server_and_an_estimate_and_writes_nothing(
     assert memory["evicted_keys"] == info["evicted_keys"]
     assert memory["fits"] is True
 
-    run(server)
+    migrate_with_engine(server)
     before = state(server)
 
     facts = engine.preflight(server.settings(), options())
@@ -161,7 +162,7 @@ def test_copy_that_would_not_fit_is_refused_and_the_override_fails_cleanly(redis
     before = state(server)
 
     with pytest.raises(engine.MigrationError) as refused:
-        run(server)
+        migrate_with_engine(server)
 
     message = str(refused.value)
     assert "maxmemory" in message
@@ -177,7 +178,7 @@ def test_copy_that_would_not_fit_is_refused_and_the_override_fails_cleanly(redis
     # Overridden: the copy runs into maxmemory part-way. Redis refuses each COPY (and the
     # index's ZADD) with OOM once memory is over the limit; COPY is atomic per key.
     try:
-        report = run(server, memory_check=False, batch_size=500)
+        report = migrate_with_engine(server, memory_check=False, batch_size=500)
     except engine.MigrationError as exc:
         report = exc.report
         assert report is not None
@@ -195,7 +196,7 @@ def test_copy_that_would_not_fit_is_refused_and_the_override_fails_cleanly(redis
     assert zset(dst).items() <= zset(src).items()  # whatever was merged has the source score
 
     admin.config_set("maxmemory", used + 64 * 1024 * 1024)
-    report = run(server)
+    report = migrate_with_engine(server)
 
     assert report.ok
     assert report.verified is True
@@ -211,13 +212,13 @@ def test_rerun_with_nothing_left_to_copy_is_not_refused_for_memory(redis_server)
     server = redis_server
     admin, src, dst = server.client(), server.client(1), server.client(0)
     seed_big_sessions(src, 500)
-    run(server)
+    migrate_with_engine(server)
     admin.config_set("maxmemory-policy", "noeviction")
     admin.config_set("maxmemory", used_memory(server) + 256 * 1024)
     before = state(server)
 
     facts = engine.preflight(server.settings(), options())
-    report = run(server)
+    report = migrate_with_engine(server)
 
     assert facts["memory"]["needed_bytes"] == 0
     assert facts["memory"]["fits"] is True
@@ -249,7 +250,7 @@ def test_verify_counts_what_is_missing_and_writes_nothing(redis_server):
     assert report.ok is False
     assert "NOT VERIFIED: 30 keys and 30 index entries are not in db 0" in report.summary()
 
-    run(server)
+    migrate_with_engine(server)
     report = engine.verify(server.settings(), options())
 
     assert report.verified is True
@@ -278,9 +279,45 @@ def test_verify_counts_what_is_missing_and_writes_nothing(redis_server):
     assert engine.shown(gone) not in result["samples"]["present"]
     assert result["mode"] == "verify"
     assert result["verified"] is False
-    assert result["counts"]["migrated"] == 1
+    assert result["counts"]["missing"] == 1
     assert result["index_counts"]["added"] == 1
     assert "NOT VERIFIED: 1 keys and 1 index entries" in report.summary()
+
+
+def test_verify_counts_missing_and_present_under_their_own_names(redis_server):
+    """A verification's counts say what they count: ``missing`` from the target, ``present``
+    in it. The migration's words for them, ``migrated`` and ``skipped``, stay beside them with
+    the same numbers until 2.0.0; a migration's counts are left as they were."""
+    server = redis_server
+    dst = server.client(0)
+    sessions, present = seed_with_overlap(server, 12, 5)
+    before = state(server)
+
+    result = engine.verify(server.settings(), options()).as_dict()
+
+    assert state(server) == before
+    assert result["counts"] == dict(
+        found=12, missing=7, present=5, expired=0, failed=0, migrated=7, skipped=5
+    )
+    assert list(result["counts"])[:5] == ["found", "missing", "present", "expired", "failed"]
+    assert set(result["samples"]["missing"]) == names(sessions[5:])
+    assert set(result["samples"]["present"]) == names(present)
+    assert result["verified"] is False
+
+    migration = migrate_with_engine(server).as_dict()
+
+    assert set(migration["counts"]) == {"found", "migrated", "skipped", "expired", "failed"}
+    assert (migration["counts"]["migrated"], migration["counts"]["skipped"]) == (7, 5)
+    gone = sessions[2:5] + sessions[9:11]
+    dst.delete(*gone)
+
+    result = engine.verify(server.settings(), options()).as_dict()
+
+    assert result["counts"] == dict(
+        found=12, missing=5, present=7, expired=0, failed=0, migrated=5, skipped=7
+    )
+    assert set(result["samples"]["missing"]) == names(gone)
+    assert result["verified"] is False
 
 
 def test_verify_needs_only_read_permissions(redis_server):
@@ -307,7 +344,7 @@ def test_verify_needs_only_read_permissions(redis_server):
         engine.migrate(ro, options())
     assert state(server) == before
 
-    run(server)
+    migrate_with_engine(server)
     before = state(server)
     report = engine.verify(ro, options())
 
@@ -324,7 +361,7 @@ def test_cleanup_dry_run_reports_what_it_would_delete_and_deletes_nothing(redis_
     server = redis_server
     src, dst = server.client(1), server.client(0)
     sessions = seed_sessions(src, 20)
-    run(server)
+    migrate_with_engine(server)
     changed, gone = sessions[0], sessions[1]
     dst.set(changed, b"edited in db 0", keepttl=True)
     dst.delete(gone)
@@ -360,7 +397,7 @@ def test_cleanup_deletes_only_identical_copies_and_never_writes_the_target(redis
     src, dst = server.client(1), server.client(0)
     sessions = seed_sessions(src, 20)
     src.set(OTHER, b"never matched by the pattern")
-    run(server)
+    migrate_with_engine(server)
     changed, gone, unindexed = sessions[0], sessions[1], sessions[2]
     dst.set(changed, b"edited in db 0", keepttl=True)
     dst.delete(gone)
@@ -400,7 +437,7 @@ def test_cleanup_deletes_a_fully_merged_index_and_a_rerun_changes_nothing(redis_
     server = redis_server
     src, dst = server.client(1), server.client(0)
     sessions = seed_sessions(src, 20)
-    run(server)
+    migrate_with_engine(server)
     changed = sessions[0]
     dst.set(changed, b"edited in db 0", keepttl=True)
     source_index, source_before = zset(src), snapshot(src)
@@ -441,7 +478,7 @@ def test_index_is_kept_when_an_entry_is_added_between_check_and_delete(redis_ser
     server = redis_server
     src = server.client(1)
     seed_sessions(src, 10)
-    run(server)
+    migrate_with_engine(server)
     late = SESSION + b"1999999999999"
 
     class AppAddsASession(engine.Hooks):
@@ -469,7 +506,7 @@ def test_cleanup_deletes_a_source_key_that_differs_from_its_copy_only_by_ttl(red
     server = redis_server
     src, dst = server.client(1), server.client(0)
     sessions = seed_sessions(src, 3)
-    run(server)
+    migrate_with_engine(server)
     longer, shorter = sessions[0], sessions[1]
     src.expire(longer, 30 * 86400)
     src.expire(shorter, 3600)
@@ -490,7 +527,7 @@ def test_cleanup_deletes_a_source_key_that_differs_from_its_copy_only_by_ttl(red
 def test_cleanup_by_a_user_who_may_not_unlink_is_refused_before_it_reads_a_key(redis_server):
     server = redis_server
     seed_sessions(server.client(1), 12)
-    run(server)
+    migrate_with_engine(server)
     cleaner = add_user(server, "cleaner", CLEANER_PASSWORD, "~*", "&*", "+@all", "-unlink")
     before = state(server)
 
@@ -509,7 +546,7 @@ def test_cleanup_index_delete_that_is_denied_is_reported_with_its_reason(redis_s
     kept and the report says why."""
     server = redis_server
     sessions = seed_sessions(server.client(1), 5)
-    run(server)
+    migrate_with_engine(server)
     if server.version < (7, 0):
         pytest.skip("read-only key patterns (%R~) need Redis 7.0")
     cleaner = add_user(

@@ -8,7 +8,7 @@ node; a failover between the dry run and the real run sends the real run to the 
 from __future__ import annotations
 
 import pytest
-from helpers import INDEX, MIGRATE, expiries, play, seed_sessions, write_inventory, zset
+from helpers import INDEX, MIGRATE, expiries, run_playbook, seed_sessions, write_inventory, zset
 
 pytestmark = [pytest.mark.ansible, pytest.mark.slow]
 
@@ -44,7 +44,7 @@ def test_a_dry_run_then_a_failover_then_the_real_run_migrates_into_the_new_prima
     )
     writes = {server.port: server.rdb_changes() for server in ha_topology.servers}
 
-    dry = play(tmp_path, inventory, MIGRATE, "--check", report_dir=tmp_path / "reports")
+    dry = run_playbook(tmp_path, inventory, MIGRATE, "--check", report_dir=tmp_path / "reports")
 
     assert dry.rc == 0, dry.output
     assert {server.port: server.rdb_changes() for server in ha_topology.servers} == writes
@@ -59,7 +59,7 @@ def test_a_dry_run_then_a_failover_then_the_real_run_migrates_into_the_new_prima
     new = ha_topology.wait_for_new_primary(old.port)
     ha_topology.wait_until_reconfigured(old)
 
-    real = play(tmp_path, inventory, MIGRATE, report_dir=tmp_path / "reports")
+    real = run_playbook(tmp_path, inventory, MIGRATE, report_dir=tmp_path / "reports")
 
     assert real.rc == 0, real.output
     record = real.reports()["app1"]["migrate"]
@@ -74,7 +74,9 @@ def test_a_dry_run_then_a_failover_then_the_real_run_migrates_into_the_new_prima
     holds_every_session(old, sessions, scores)
     assert zset(new.client(0), INDEX) == scores
 
-    check = play(tmp_path, inventory, MIGRATE, "--tags", "verify", report_dir=tmp_path / "reports")
+    check = run_playbook(
+        tmp_path, inventory, MIGRATE, "--tags", "verify", report_dir=tmp_path / "reports"
+    )
 
     assert check.rc == 0, check.output
     verify = check.reports()["app1"]["verify"]

@@ -17,7 +17,7 @@ from helpers import (
     INDEX,
     MIGRATE,
     call_module,
-    play,
+    run_playbook,
     seed_sessions,
     snapshot,
     tcp_args,
@@ -52,7 +52,7 @@ def run_role(tmp_path, server, playbook, **variables):
     inventory = write_inventory(
         tmp_path, {"app1": {"storyart_session_migration_login_port": server.port}}
     )
-    return play(
+    return run_playbook(
         tmp_path,
         inventory,
         playbook,

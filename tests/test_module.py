@@ -9,10 +9,12 @@ task status Ansible derives, the module and its module_utils package shipped by 
 
 from __future__ import annotations
 
+import ast
 import json
 import re
 
 import pytest
+import yaml
 from helpers import (
     ANSIBLE,
     ANSIBLE_DOC,
@@ -211,6 +213,53 @@ def test_preflight_returns_what_the_user_lacks_and_warns_of_the_cleanup(redis_fa
     assert PASSWORD not in text
     assert "Traceback" not in text
     assert state(server) == before
+
+
+def test_verify_returns_missing_and_present_and_the_deprecated_names_alike(redis_server):
+    """mode=verify counts what is ``missing`` from the target and what is ``present``; until
+    2.0.0 ``migrated`` and ``skipped`` repeat them, the same numbers. All stay nested in
+    "counts", so Ansible never reads them as its own task status."""
+    names, _ = seed_with_overlap(redis_server, 12, 5)
+    verify = tcp_args(redis_server, mode="verify")
+    before = state(redis_server)
+
+    lacking = call_module(verify)
+
+    assert state(redis_server) == before
+    assert lacking["failed"] is True
+    assert lacking["counts"] == dict(
+        found=12, missing=7, present=5, expired=0, failed=0, migrated=7, skipped=5
+    )
+    assert set(lacking["samples"]["missing"]) == {name.decode() for name in names[5:]}
+    assert "MISSING from db 0 7" in lacking["msg"]
+
+    call_module(tcp_args(redis_server))
+    complete = call_module(verify)
+
+    assert "failed" not in complete, complete
+    assert "skipped" not in complete, complete
+    assert (complete["changed"], complete["verified"]) == (False, True)
+    assert complete["counts"] == dict(
+        found=12, missing=0, present=12, expired=0, failed=0, migrated=0, skipped=12
+    )
+
+
+def test_the_return_doc_names_verifys_counts_and_the_release_that_removes_the_old_ones():
+    tree = ast.parse((ROOT / "library" / "redis_db_migrate.py").read_text())
+    [doc] = [
+        node.value.value
+        for node in tree.body
+        if isinstance(node, ast.Assign) and node.targets[0].id == "RETURN"
+    ]
+    counts = " ".join(yaml.safe_load(doc)["counts"]["description"])
+
+    assert "With O(mode=verify), V(found), V(missing) (in the source, not in the target)" in counts
+    assert "V(present) (in the source and the target)" in counts
+    assert re.search(
+        r"Deprecated with O\(mode=verify\), to be removed in 2\.0\.0, V\(migrated\) and "
+        r"V\(skipped\)",
+        counts,
+    )
 
 
 # 3. Failures --------------------------------------------------------------------------------

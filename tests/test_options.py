@@ -9,6 +9,7 @@ import re
 import pytest
 import yaml
 from helpers import ANSIBLE_DOC, ROOT, call_module, run_ansible
+from helpers.engine import engine
 from helpers.module import redis_db_migrate
 
 ROLE = ROOT / "roles" / "storyart_session_migration"
@@ -46,7 +47,7 @@ def test_the_argument_spec_keeps_the_password_out_of_every_log():
 
 def test_every_module_option_is_a_role_variable_passed_to_the_module():
     defaults = role_yaml("defaults/main.yml")
-    passed = role_yaml("tasks/redis.yml")[0]["redis_db_migrate"]
+    passed = role_yaml("tasks/call_module.yml")[0]["redis_db_migrate"]
     for option in set(SPEC) - {"mode"}:
         variable = PREFIX + option
         assert variable in defaults, variable
@@ -60,13 +61,19 @@ def test_every_role_variable_has_one_default_and_a_row_in_the_role_readme():
     agree with the defaults, and the README lists each variable."""
     defaults = role_yaml("defaults/main.yml")
     specs = role_yaml("meta/argument_specs.yml")["argument_specs"]
-    options = {**specs["cleanup"]["options"], **specs["stop_running"]["options"]}
+    options = {
+        **specs["cleanup"]["options"],
+        **specs["stop_running"]["options"],
+        **specs["report_failure"]["options"],
+    }
     readme = (ROLE / "README.md").read_text()
     listed = set(re.findall(r"^\| `(storyart_session_migration_\w+)` \|", readme, re.M))
 
     main = set(specs["main"]["options"])
     assert set(specs["cleanup"]["options"]) == main | {PREFIX + "cleanup_confirm"}
     assert set(specs["stop_running"]["options"]) - main == {PREFIX + "stop_timeout"}
+    assert set(specs["report_failure"]["options"]) == {PREFIX + "failed_entry_point"}
+    assert specs["fail_failed_hosts"]["options"] == {}
     assert listed == set(options) == set(defaults)
     for variable, spec in options.items():
         if "default" in spec:  # login_host's default is a template, in defaults/ only
@@ -81,3 +88,41 @@ def test_a_value_outside_its_range_is_refused_before_connecting():
 
     assert result["failed"] is True
     assert result["msg"] == "login_port must be a TCP port from 1 to 65535, not 0."
+
+
+def engine_refusal(name, value):
+    """What the engine says of option ``name`` at ``value``, every other option at the
+    module's default, or None when it takes the value."""
+    params = {option: spec.get("default") for option, spec in SPEC.items()}
+    params.update(source_db=1, target_db=2, patterns=["storyart:session:*"])
+    params[name] = value
+    try:
+        engine.from_params(engine.ConnectionSettings, params).validate()
+        engine.from_params(engine.MigrationOptions, params).validate()
+    except engine.MigrationError as exc:
+        return str(exc)
+    return None
+
+
+@pytest.mark.parametrize(
+    "name", sorted(role_yaml("vars/main.yml")["__storyart_session_migration_ranges"])
+)
+def test_the_role_checks_each_range_the_engine_checks(name):
+    """The role refuses a number out of range before any host is touched, from its own table
+    (vars/main.yml); the engine checks again, from its own code. Both take each bound, and
+    both refuse one step beyond it."""
+    low, high, _ = role_yaml("vars/main.yml")["__storyart_session_migration_ranges"][name]
+    step = 1 if SPEC[name]["type"] == "int" else 0.001
+
+    assert engine_refusal(name, low) is None
+    assert engine_refusal(name, low - step).startswith(f"{name} must be ")
+    if high is None:
+        assert engine_refusal(name, 10**9) is None
+    else:
+        assert engine_refusal(name, high) is None
+        assert engine_refusal(name, high + step).startswith(f"{name} must be ")
+
+
+def test_every_number_the_module_takes_has_a_range_in_the_role():
+    numbers = {name for name, spec in SPEC.items() if spec["type"] in ("int", "float")}
+    assert numbers == set(role_yaml("vars/main.yml")["__storyart_session_migration_ranges"])

@@ -29,11 +29,13 @@ from helpers import (
     INDEX,
     MIGRATE,
     ROOT,
+    Run,
     bare_python,
     free_port,
+    migrate_with_engine,
     not_an_int,
-    play,
     recap,
+    run_playbook,
     says,
     seed_sessions,
     seed_with_overlap,
@@ -42,7 +44,6 @@ from helpers import (
     write_inventory,
     zset,
 )
-from helpers import run as migrate_with_engine
 
 PASSWORD = "Sup3r-s3cret-xyz"  # noqa: S105 - a test server's password, meant to be spotted
 
@@ -82,7 +83,9 @@ class Fleet:
 
     def play(self, playbook, *args):
         """Run ``playbook`` on this fleet's inventory; reports always go under tmp_path."""
-        return play(self.tmp_path, self.inventory, playbook, *args, report_dir=self.report_dir)
+        return run_playbook(
+            self.tmp_path, self.inventory, playbook, *args, report_dir=self.report_dir
+        )
 
     def dbs(self):
         """Every key (type, DUMP, absolute expiry) of db 0 and db 1 of every server."""
@@ -273,22 +276,55 @@ def test_check_mode_shows_the_plan_and_writes_nothing(tmp_path, redis_factory):
 # 2 and 3. Real run, endpoint dedupe, idempotent rerun ----------------------------------------
 
 
-def test_migration_moves_every_session_once_per_endpoint_then_reruns_as_noop(
-    tmp_path, redis_factory
-):
-    fleet = standard_fleet(redis_factory, tmp_path)
+@dataclass
+class Migration:
+    """The standard fleet after one real run of the migration playbook: the run, and what the
+    servers held and had been sent before and after it, each by server letter."""
+
+    fleet: Fleet
+    run: Run
+    dbs_before: dict  # (db 0, db 1) snapshots, as Fleet.dbs()
+    dbs_after: dict
+    index_before: dict  # db 0's index
+    index_after: dict
+    source_index: dict  # db 1's index
+    commands_before: dict  # calls per command, as commandstats()
+    commands_after: dict
+
+
+@pytest.fixture(scope="module")
+def migration(module_redis_factory, tmp_path_factory):
+    """The standard fleet migrated once, for the tests of a real run: what they check is
+    read from the servers right after the run."""
+    fleet = standard_fleet(module_redis_factory, tmp_path_factory.mktemp("migration"))
+    servers = fleet.servers.items()
     dbs_before = fleet.dbs()
-    index_before = {letter: zset(s.client(0)) for letter, s in fleet.servers.items()}
-    source_index = {letter: zset(s.client(1)) for letter, s in fleet.servers.items()}
-    stats_before = {letter: commandstats(s) for letter, s in fleet.servers.items()}
+    index_before = {letter: zset(server.client(0)) for letter, server in servers}
+    source_index = {letter: zset(server.client(1)) for letter, server in servers}
+    commands_before = {letter: commandstats(server) for letter, server in servers}
 
     run = fleet.play(MIGRATE)
-    stats_after = {letter: commandstats(s) for letter, s in fleet.servers.items()}
 
-    dbs_after = fleet.dbs()
-    for letter, server in fleet.servers.items():
-        target_before, source_before = dbs_before[letter]
-        target_after, source_after = dbs_after[letter]
+    commands_after = {letter: commandstats(server) for letter, server in servers}
+    return Migration(
+        fleet=fleet,
+        run=run,
+        dbs_before=dbs_before,
+        dbs_after=fleet.dbs(),
+        index_before=index_before,
+        index_after={letter: zset(server.client(0)) for letter, server in servers},
+        source_index=source_index,
+        commands_before=commands_before,
+        commands_after=commands_after,
+    )
+
+
+def test_migration_moves_every_session_and_merges_every_index(migration):
+    fleet, run = migration.fleet, migration.run
+    assert run.rc == 0, run.output
+    for letter in fleet.servers:
+        target_before, source_before = migration.dbs_before[letter]
+        target_after, source_after = migration.dbs_after[letter]
         # db 1 is byte-identical.
         assert source_after == source_before, letter
         # Every session is in db 0 with its value and exact expiry; pre-existing keys untouched.
@@ -297,20 +333,28 @@ def test_migration_moves_every_session_once_per_endpoint_then_reruns_as_noop(
             assert target_after[name] == expected, (letter, name)
         assert set(target_after) == set(target_before) | set(fleet.sessions[letter]) | {INDEX}
         # The index is merged: the members db 0 already had keep their scores.
-        assert zset(server.client(0)) == {**source_index[letter], **index_before[letter]}
-    target_c_before = dbs_before["C"][0]
-    for name in fleet.present:
-        assert dbs_after["C"][0][name] == target_c_before[name]
-        assert zset(fleet.servers["C"].client(0))[name] == index_before["C"][name]
-    assert dbs_after["C"][0][b"other:app:key"] == target_c_before[b"other:app:key"]
-    assert b"storyart:config:theme" not in dbs_after["C"][0]
-    assert run.rc == 0, run.output
+        merged = {**migration.source_index[letter], **migration.index_before[letter]}
+        assert migration.index_after[letter] == merged
 
-    # Endpoint dedupe: B, shared by app2 and app3, received exactly the commands of A, which
-    # has the same number of sessions and one host: its migration ran once, not twice.
+
+def test_migration_keeps_what_db_0_already_held(migration):
+    """C's db 0 held 3 of its sessions, newer, with scores of their own, and another app's
+    key; its db 1 holds a key no pattern matches."""
+    target_c_before, target_c_after = migration.dbs_before["C"][0], migration.dbs_after["C"][0]
+    for name in migration.fleet.present:
+        assert target_c_after[name] == target_c_before[name]
+        assert migration.index_after["C"][name] == migration.index_before["C"][name]
+    assert target_c_after[b"other:app:key"] == target_c_before[b"other:app:key"]
+    assert b"storyart:config:theme" not in target_c_after
+
+
+def test_migration_runs_once_per_endpoint(migration):
+    """B, shared by app2 and app3, received exactly the commands of A, which has the same
+    number of sessions and one host: its migration ran once, not twice."""
+    before, after = migration.commands_before, migration.commands_after
     delta = {
         letter: {
-            command: stats_after[letter].get(command, 0) - stats_before[letter].get(command, 0)
+            command: after[letter].get(command, 0) - before[letter].get(command, 0)
             # Not SCAN nor EXISTS: rehashing and the random sample of the memory estimate vary.
             for command in ("zscan", "evalsha", "copy", "zadd")
         }
@@ -320,7 +364,8 @@ def test_migration_moves_every_session_once_per_endpoint_then_reruns_as_noop(
     assert delta["A"]["copy"] >= 6, delta  # one COPY a session, plus the preflight probes
     assert delta["B"] == delta["A"], delta
     migrate_task = section(
-        run.stdout, "TASK [storyart_session_migration : Run redis_db_migrate in mode migrate]"
+        migration.run.stdout,
+        "TASK [storyart_session_migration : Run redis_db_migrate in mode migrate]",
     )
     assert statuses(migrate_task) == {
         "app1": "changed",
@@ -329,7 +374,9 @@ def test_migration_moves_every_session_once_per_endpoint_then_reruns_as_noop(
         "app4": "changed",
     }, migrate_task
 
-    # One table, printed once, whose counts match what the servers now hold.
+
+def test_migration_prints_one_table_whose_counts_match_the_servers(migration):
+    run = migration.run
     table = the_table(run)
     assert table[0] == "StoryArt session migration: done"
     assert MIGRATE_HEADER.match(table[1]), table
@@ -346,13 +393,16 @@ def test_migration_moves_every_session_once_per_endpoint_then_reruns_as_noop(
     assert "3 endpoints" in total["host"], total
     assert (total["found"], total["migrated"], total["skipped"]) == ("22", "19", "3"), total
 
-    # A report per host, 0600, whose counts are what really moved, and no password anywhere.
+
+def test_migration_reports_what_really_moved_for_each_host(migration):
+    """A report per host, 0600, whose counts are what really moved."""
+    fleet, run = migration.fleet, migration.run
     assert re.fullmatch(r"staging-migrate-\d{8}T\d{6}Z", run.folder.name), run.folder
     assert_report_files(run, HOSTS)
     reports = run.reports()
     for host, report in reports.items():
         letter = SERVER_OF[host]
-        moved = set(dbs_after[letter][0]) - set(dbs_before[letter][0]) - {INDEX}
+        moved = set(migration.dbs_after[letter][0]) - set(migration.dbs_before[letter][0]) - {INDEX}
         assert report["host"] == host
         assert report["endpoint"] == fleet.endpoint(host)
         assert report["handled_by"] == ("app2" if host == "app3" else host)
@@ -375,18 +425,25 @@ def test_migration_moves_every_session_once_per_endpoint_then_reruns_as_noop(
     assert reports["app3"]["migrate"] == reports["app2"]["migrate"]
     assert reports["app3"]["endpoint"] == reports["app2"]["endpoint"]
     assert reports["app1"]["endpoint"] != reports["app4"]["endpoint"]
+
+
+def test_migration_shows_no_password_in_its_output_or_reports(migration):
+    run = migration.run
     for path in run.folder.iterdir():
         assert PASSWORD not in path.read_text(), path
     assert PASSWORD not in run.output
 
-    # A second run finds everything done: nothing changed, not one write.
+
+def test_a_rerun_after_the_migration_is_a_noop(migration):
+    """A second run finds everything done: nothing changed, not one write."""
+    fleet = migration.fleet
     writes_before = fleet.writes()
 
     again = fleet.play(MIGRATE)
 
     assert again.rc == 0, again.output
     assert fleet.writes() == writes_before
-    assert fleet.dbs() == dbs_after
+    assert fleet.dbs() == migration.dbs_after
     for host in HOSTS:
         assert recap(again.output, host)["changed"] == 0, again.output
         assert recap(again.output, host)["failed"] == 0, again.output
@@ -396,7 +453,7 @@ def test_migration_moves_every_session_once_per_endpoint_then_reruns_as_noop(
         got = (row["found"], row["migrated"], row["skipped"], row["index added"], row["verified"])
         assert got == (str(found), "0", str(found), "0", "yes"), row
     assert (rows["total"]["migrated"], rows["total"]["skipped"]) == ("0", "22")
-    assert again.folder != run.folder
+    assert again.folder != migration.run.folder
 
 
 # 4. max_fail_percentage stops the rolling migration --------------------------------------------
@@ -662,10 +719,10 @@ def refused_before_anything_ran(fleet, playbook, *args, failure):
 
 @pytest.mark.parametrize(
     "playbook",
-    # The run and cleanup entry points take the main one's options through YAML anchors: their
+    # The cleanup entry point takes the main one's options through a YAML anchor: its
     # validation must hold all the same.
     [MIGRATE, CLEANUP],
-    ids=["run", "cleanup"],
+    ids=["main", "cleanup"],
 )
 def test_argument_spec_rejects_a_wrong_type_before_anything_runs(tmp_path, redis_factory, playbook):
     run = refused_before_anything_ran(
@@ -678,8 +735,10 @@ def test_argument_spec_rejects_a_wrong_type_before_anything_runs(tmp_path, redis
         failure=not_an_int("storyart_session_migration_source_db"),
     )
 
+    entry_point = "main" if playbook == MIGRATE else "cleanup"
     validation = section(
-        run.stdout, "TASK [storyart_session_migration : Validating arguments against arg spec"
+        run.stdout,
+        f"TASK [storyart_session_migration : Validating arguments against arg spec '{entry_point}'",
     )
     assert statuses(validation) == dict.fromkeys(HOSTS, "fatal"), run.output
     assert "Validation of arguments failed" in run.stdout
@@ -714,7 +773,7 @@ def test_unreachable_hosts_and_an_undefined_vault_variable_are_reported_in_the_t
         },
     )
 
-    run = play(tmp_path, inventory, MIGRATE, report_dir=tmp_path / "reports")
+    run = run_playbook(tmp_path, inventory, MIGRATE, report_dir=tmp_path / "reports")
 
     assert run.rc != 0, run.output
     reports = run.reports()
@@ -753,7 +812,7 @@ def test_a_redis_port_from_the_environment_that_is_no_number_is_an_error(tmp_pat
     seed_sessions(redis_server.client(1), 3)
     writes = redis_server.rdb_changes()
 
-    run = play(
+    run = run_playbook(
         tmp_path,
         ROOT / "inventories" / "local",
         MIGRATE,
@@ -819,7 +878,7 @@ def test_controller_mode_reaches_the_hosts_address_and_polls_in_the_playbooks_py
         },
     )
 
-    run = play(tmp_path, inventory, MIGRATE, report_dir=tmp_path / "reports")
+    run = run_playbook(tmp_path, inventory, MIGRATE, report_dir=tmp_path / "reports")
 
     assert run.rc == 0, run.output
     assert f" at 127.0.0.2:{server.port} is ready" in run.stdout
@@ -841,15 +900,16 @@ def test_a_dry_run_installs_nothing_and_names_the_host_without_redis_py(tmp_path
         },
     )
 
-    run = play(tmp_path, inventory, MIGRATE, "--check", report_dir=tmp_path / "reports")
+    run = run_playbook(tmp_path, inventory, MIGRATE, "--check", report_dir=tmp_path / "reports")
 
     assert run.rc != 0, run.output
     install = section(run.stdout, INSTALL_TASK)
     assert statuses(install) == {"app1": "skipping"}, run.output
     failure = run.reports()["app1"]["failure"]
     assert "Failed to import the required Python library (redis)" in failure
+    # The module's own message names the fix; the report names the host.
     assert (
-        "Install python3-redis on app1 with a real run of the same playbook with --tags "
+        "Install python3-redis on this host with a real run of the same playbook with --tags "
         "python_redis -e storyart_session_migration_install_python_redis=true"
     ) in failure
     assert failure in section(run.stdout, STOP_TASK)
@@ -883,8 +943,15 @@ def test_verify_tag_passes_on_migrated_fleet_and_fails_on_missing_session(tmp_pa
     for host, report in run.reports().items():
         assert report["status"] == "ok", host
         assert report["verify"]["verified"] is True, host
-        assert report["verify"]["counts"]["migrated"] == 0, host  # nothing missing
+        assert report["verify"]["counts"]["missing"] == 0, host
         assert "migrate" not in report
+    rows = table_rows(the_table(run))
+    assert (rows["app4"]["found"], rows["app4"]["in target"], rows["app4"]["missing"]) == (
+        "10",
+        "10",
+        "0",
+    )
+    assert (rows["total"]["in target"], rows["total"]["missing"]) == ("22", "0")
 
     lost = fleet.sessions["C"][5]
     fleet.servers["C"].client(0).delete(lost)
@@ -915,8 +982,18 @@ def test_verify_tag_passes_on_migrated_fleet_and_fails_on_missing_session(tmp_pa
     # counts and the names of the missing keys are what the operator needs.
     assert "verify" in report, f"the failed verify is missing from the report: {report}"
     assert report["verify"]["verified"] is False
-    assert report["verify"]["counts"]["migrated"] == 1
+    # Its own counts, and until 2.0.0 the deprecated ones with the same numbers.
+    counts = report["verify"]["counts"]
+    assert (counts["found"], counts["missing"], counts["present"]) == (10, 1, 9)
+    assert (counts["migrated"], counts["skipped"]) == (1, 9)
     assert report["verify"]["samples"]["missing"] == [lost.decode()]
+    row = table_rows(the_table(run))["app4"]
+    assert (row["found"], row["in target"], row["missing"], row["verified"]) == (
+        "10",
+        "9",
+        "1",
+        "NO",
+    )
 
 
 # 9. The restart handler, in check mode -----------------------------------------------------------

@@ -17,8 +17,8 @@ from helpers import (
     engine,
     expiries,
     link_up,
+    migrate_with_engine,
     options,
-    run,
     seed_sessions,
     wait_for,
     zset,
@@ -74,7 +74,7 @@ def test_a_healthy_replica_acknowledges_every_call_and_holds_every_session(repli
     primary, replica = replicated
     sessions = sorted(primary.client(1).scan_iter(match=SESSION + b"*"))
 
-    report = run(primary, batch_size=BATCH)
+    report = migrate_with_engine(primary, batch_size=BATCH)
 
     assert report.ok, report.summary()
     assert report.verified
@@ -102,7 +102,7 @@ def test_preflight_names_the_replicas_and_the_clean_up_waits_for_them_too(replic
         in (facts["msg"])
     )
     assert facts["replication"]["replicas"] == [f"127.0.0.1:{replica.port}"]
-    run(primary)
+    migrate_with_engine(primary)
 
     report = engine.cleanup(primary.settings(), options(batch_size=BATCH))
 
@@ -118,7 +118,9 @@ def test_more_replicas_than_are_online_is_refused_before_any_write(redis_factory
     seed_sessions(server.client(1), 10)
     before = writes(server)
 
-    message = refused(lambda: run(server, min_replicas=1), "min_replicas is 1 but 0 replicas")
+    message = refused(
+        lambda: migrate_with_engine(server, min_replicas=1), "min_replicas is 1 but 0 replicas"
+    )
 
     assert "Nothing was written" in message
     assert writes(server) == before
@@ -138,14 +140,14 @@ def test_wait_denied_by_acl_is_refused_naming_the_grant_before_any_write(replica
     settings = primary.settings(username="migrator", password="migrator-pw")  # noqa: S106
 
     refused(
-        lambda: run(primary, settings=settings),
+        lambda: migrate_with_engine(primary, settings=settings),
         "may not run WAIT",
         "ACL SETUSER migrator +wait",
         "min_replicas: 0",
     )
     assert writes(primary, replica) == before
 
-    report = run(primary, settings=settings, min_replicas=0)
+    report = migrate_with_engine(primary, settings=settings, min_replicas=0)
     assert report.ok
     assert report.as_dict()["replication"]["acknowledged_waits"] == 0
 
@@ -156,9 +158,17 @@ def test_wait_aof_is_refused_where_the_server_cannot_keep_it(redis_factory):
     before = writes(server)
 
     if server.version < (7, 2):
-        refused(lambda: run(server, wait_aof=True), "wait_aof needs WAITAOF", "Nothing was written")
+        refused(
+            lambda: migrate_with_engine(server, wait_aof=True),
+            "wait_aof needs WAITAOF",
+            "Nothing was written",
+        )
     else:
-        refused(lambda: run(server, wait_aof=True), "appendonly no", "Nothing was written")
+        refused(
+            lambda: migrate_with_engine(server, wait_aof=True),
+            "appendonly no",
+            "Nothing was written",
+        )
     assert writes(server) == before
 
 
@@ -168,7 +178,7 @@ def test_wait_aof_waits_for_the_primarys_own_aof(redis_factory):
         pytest.skip(f"WAITAOF came with Redis 7.2; this server is {server.version}")
     seed_sessions(server.client(1), 100)
 
-    report = run(server, wait_aof=True, batch_size=BATCH)
+    report = migrate_with_engine(server, wait_aof=True, batch_size=BATCH)
 
     assert report.ok, report.summary()
     assert report.verified
@@ -183,7 +193,9 @@ def test_a_replica_that_stops_acknowledging_stops_the_run_naming_it(replicated):
 
     try:
         with pytest.raises(engine.MigrationError) as caught:
-            run(primary, batch_size=BATCH, replica_timeout=1, hooks=AfterSecondCall(replica.pause))
+            migrate_with_engine(
+                primary, batch_size=BATCH, replica_timeout=1, hooks=AfterSecondCall(replica.pause)
+            )
     finally:
         replica.resume()
     message = str(caught.value)
@@ -219,7 +231,7 @@ def test_a_connection_the_server_closed_reopens_to_the_same_primary(redis_factor
     seed_sessions(server.client(1), SESSIONS)
     hooks = KillsTheRunsConnections(server)
 
-    report = run(server, batch_size=BATCH, hooks=hooks)
+    report = migrate_with_engine(server, batch_size=BATCH, hooks=hooks)
 
     assert hooks.killed >= 3  # the run's source, target and writer connections
     assert report.ok, report.summary()
@@ -236,7 +248,7 @@ def test_the_writers_connection_closed_before_its_writes_were_acknowledged_stops
     hooks = KillsTheRunsConnections(primary)
 
     with pytest.raises(engine.MigrationError) as caught:
-        run(primary, batch_size=BATCH, hooks=hooks)
+        migrate_with_engine(primary, batch_size=BATCH, hooks=hooks)
 
     message = str(caught.value)
     assert (
@@ -247,7 +259,7 @@ def test_the_writers_connection_closed_before_its_writes_were_acknowledged_stops
     assert stopped.verified is None
     assert stopped.unacknowledged == BATCH
     assert stopped.found == BATCH
-    assert run(primary).verified
+    assert migrate_with_engine(primary).verified
 
 
 def test_a_restart_between_two_calls_stops_the_run_naming_it(redis_factory):
@@ -259,7 +271,7 @@ def test_a_restart_between_two_calls_stops_the_run_naming_it(redis_factory):
         server.start()
 
     with pytest.raises(engine.MigrationError) as caught:
-        run(server, batch_size=BATCH, hooks=AfterSecondCall(restart))
+        migrate_with_engine(server, batch_size=BATCH, hooks=AfterSecondCall(restart))
 
     message = str(caught.value)
     assert f"Redis at 127.0.0.1:{server.port} restarted during the run" in message, message
@@ -268,7 +280,7 @@ def test_a_restart_between_two_calls_stops_the_run_naming_it(redis_factory):
     # At the reconnect of the very next call, not at the check before the verdict.
     assert stopped.found == 2 * BATCH
 
-    report = run(server, batch_size=BATCH)
+    report = migrate_with_engine(server, batch_size=BATCH)
     assert report.ok
     assert report.verified
     assert server.client(0).dbsize() == SESSIONS + 1

@@ -11,7 +11,9 @@ import subprocess
 import sys
 
 import pytest
+import yaml
 from helpers import ANSIBLE_PLAYBOOK, ROOT, run_ansible, unfolded
+from helpers.module import redis_db_migrate
 
 README = (ROOT / "README.md").read_text()
 
@@ -36,6 +38,46 @@ def test_every_test_the_readme_names_exists():
             tree = ast.parse((ROOT / path).read_text())
             defined[path] = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
         assert name in defined[path], f"{path}::{name} is named in README.md but not defined"
+
+
+def module_options_table():
+    """The rows of the README's table of the module's options: option -> (default, meaning).
+    A row may name several options, which then share its default."""
+    section = README.split("## The `redis_db_migrate` module", 1)[1]
+    table = section.split("| option | default | meaning |\n|---|---|---|\n", 1)[1]
+    rows = {}
+    for line in table.split("\n\n", 1)[0].splitlines():
+        names, default, meaning = (cell.strip() for cell in line.strip().strip("|").split("|"))
+        for name in re.findall(r"`(\w+)`", names):
+            assert name not in rows, f"{name} has two rows"
+            rows[name] = (default, meaning)
+    return rows
+
+
+def test_the_module_table_lists_every_option_with_its_default():
+    """Operators read the options in the README's table: it must keep up with the argument
+    spec, every option in it, each default and choice as the module has it."""
+    spec = redis_db_migrate.module_rules()["argument_spec"]
+    rows = module_options_table()
+
+    assert set(rows) == set(spec)
+    for name, (default, meaning) in rows.items():
+        option = spec[name]
+        if option.get("required"):
+            assert default == "required", name
+        elif "default" in option:
+            shown = re.fullmatch(r"`([^`]*)`", default)
+            assert shown, f"{name}: its default {option['default']!r} is shown as {default!r}"
+            value = yaml.safe_load(shown.group(1))
+            assert value == option["default"], name
+            assert isinstance(value, bool) == isinstance(option["default"], bool), name
+        else:
+            # No default: the cell says in words what an unset option does, or nothing.
+            assert "`" not in default, name
+        for choice in option.get("choices", ()):
+            assert f"`{choice}`" in meaning, f"{name}: choice {choice} is not named"
+        if option.get("no_log"):
+            assert "`no_log`" in meaning, f"{name}: the table does not say it is never shown"
 
 
 # An excerpt of output: the command after "output of:" in a comment, then a text block.

@@ -1,9 +1,10 @@
-"""The end-of-run table, rendered directly from the role's template: no Redis, no playbook.
+"""The end-of-run table, rendered directly from the role's template: no playbook.
 
 The role renders roles/storyart_session_migration/templates/summary.txt.j2 after each batch
 from the hosts' JSON reports. It is plain Jinja, so these tests render it the same way with
 the records a run writes, and cover what a run rarely shows: every kind of row, the title of
-a failed or dry run, and totals that count a shared endpoint once.
+a failed or dry run, and totals that count a shared endpoint once. The verification's table is
+rendered from the module's own results on real redis-server processes.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import re
 
 import jinja2
 import pytest
-from helpers import ROOT
+from helpers import ROOT, call_module, seed_with_overlap, tcp_args
 
 # A plain-text table, as Ansible renders it: no HTML, so nothing to escape.
 TEMPLATE = jinja2.Environment(
@@ -197,3 +198,50 @@ def test_the_stats_name_each_total_as_the_tables_column(kind, names):
     record = dict(host="app1", endpoint="A", handled_by="app1", failure=None)
 
     assert sorted(numbers({"app1": record}, ["app1"], kind=kind)["totals"]) == sorted(names)
+
+
+def verified_record(host, server):
+    """A host's record as the role writes it, after the module's verification of ``server``:
+    a verification that finds keys missing fails the host, with its message."""
+    result = call_module(tcp_args(server, mode="verify"))
+    step = {name: value for name, value in result.items() if name != "invocation"}
+    step["failed"] = result["outcome"] != "ok"
+    failure = result["msg"] if step["failed"] else None
+    return dict(
+        host=host, endpoint=result["endpoint"], handled_by=host, failure=failure, verify=step
+    )
+
+
+def test_the_verification_table_shows_what_is_present_and_what_is_missing(redis_factory):
+    """The table's "in target" and "missing" columns, and the stats named after them, are the
+    module's counts.present and counts.missing, read from its own results."""
+    lacking, complete = redis_factory(), redis_factory()
+    seed_with_overlap(lacking, 12, 5)
+    seed_with_overlap(complete, 4, 4)
+    records = {
+        "app1": verified_record("app1", lacking),
+        "app2": verified_record("app2", complete),
+    }
+    assert records["app1"]["verify"]["counts"]["missing"] == 7  # as the module returned it
+
+    text = table(records, ["app1", "app2"], kind="verify")
+
+    lines = text.splitlines()
+    assert lines[0] == "StoryArt session verification: FAILED on 1 of 2 hosts, see the notes"
+    header = re.split(r"\s{2,}", lines[1])
+    assert header[:6] == ["host", "found", "in target", "missing", "expired", "index missing"]
+    shown = rows(text)
+    assert shown["app1"].split()[:8] == ["app1", "12", "5", "7", "0", "7", "NO", "FAILED:"]
+    assert "NOT VERIFIED: 7 keys and 7 index entries are not in db 0" in shown["app1"]
+    assert shown["app2"].split() == ["app2", "4", "4", "0", "0", "0", "yes"]
+    assert shown["total,"].split() == ["total,", "2", "endpoints", "16", "9", "7", "0", "7"]
+    stats = numbers(records, ["app1", "app2"], kind="verify")
+    assert stats["totals"] == dict(
+        endpoints=2, found=16, in_target=9, missing=7, expired=0, index_missing=7
+    )
+    # The table reads the new names only: without the deprecated ones, as from 2.0.0, it is
+    # the same.
+    for record in records.values():
+        for name in ("migrated", "skipped"):
+            del record["verify"]["counts"][name]
+    assert table(records, ["app1", "app2"], kind="verify") == text

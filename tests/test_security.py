@@ -44,6 +44,7 @@ from helpers import (
     not_an_int,
     recap,
     run_ansible,
+    run_playbook,
     run_tasks,
     says,
     seed_sessions,
@@ -51,9 +52,6 @@ from helpers import (
     start_tls_server,
     tcp_args,
     write_inventory,
-)
-from helpers import (
-    play as run_playbook,
 )
 
 # Distinctive, and only letters, digits and dashes: a leak shows verbatim even inside JSON or a
@@ -453,12 +451,12 @@ def test_validate_certs_defaults_to_true_in_the_module_and_the_role(tmp_path):
     defaults = load_yaml(ROLE / "defaults" / "main.yml")
     assert defaults["storyart_session_migration_validate_certs"] is True
     specs = load_yaml(ROLE / "meta" / "argument_specs.yml")["argument_specs"]
-    assert {"main", "run", "cleanup", "cleanup_run"} <= set(specs)
-    for entry_point, spec in specs.items():
-        option = spec["options"]["storyart_session_migration_validate_certs"]
+    # Every entry point that connects to Redis.
+    for entry_point in ("main", "cleanup", "stop_running"):
+        option = specs[entry_point]["options"]["storyart_session_migration_validate_certs"]
         assert (option["type"], option["default"]) == ("bool", True), entry_point
     # The role hands its variable to the module, never a value of its own.
-    (task,) = [t for t in load_yaml(ROLE / "tasks" / "redis.yml") if "redis_db_migrate" in t]
+    (task,) = [t for t in load_yaml(ROLE / "tasks" / "call_module.yml") if "redis_db_migrate" in t]
     module = task["redis_db_migrate"]
     assert module["validate_certs"] == "{{ storyart_session_migration_validate_certs }}"
     assert module["ca_certs"] == "{{ storyart_session_migration_ca_certs or omit }}"
@@ -596,7 +594,7 @@ def task_problems(task):
 
 def test_no_task_runs_a_shell_or_builds_a_command_line():
     files = list(yaml_files())
-    assert ROLE / "tasks" / "redis.yml" in files
+    assert ROLE / "tasks" / "call_module.yml" in files
     problems, task_count, module_tasks = [], 0, 0
     for path in files:
         document = load_yaml(path)

@@ -25,8 +25,9 @@ from helpers import (
     call_module,
     engine,
     interrupt,
+    migrate_with_engine,
     options,
-    play,
+    run_playbook,
     running_job,
     seed_sessions,
     snapshot,
@@ -36,13 +37,13 @@ from helpers import (
     write_inventory,
     zset,
 )
-from helpers import run as migrate_with_engine
 
 pytestmark = pytest.mark.ansible
 
 SESSIONS = 3000
-# Slow enough that a run lasts well past the stop (the migration reads everything twice).
-RATE = 200
+# Slow enough that the copy is still going when the stop comes, on a busy machine too: two
+# ansible-playbook runs (the listing and the stop) come between. 3000 keys take a minute.
+RATE = 50
 UNPACED = "storyart_session_migration_max_keys_per_second=0"
 
 
@@ -106,13 +107,13 @@ def test_ctrl_c_leaves_a_migration_writing_and_the_stop_ends_it_consistent(tmp_p
     written = target.dbsize()
     wait_for(lambda: target.dbsize() > written, "the job to write after the Ctrl-C")
 
-    listed = play(tmp_path, inventory, STOP, "--check", report_dir=reports)
+    listed = run_playbook(tmp_path, inventory, STOP, "--check", report_dir=reports)
     assert listed.rc == 0, listed.output
     runs = listed.reports()["app1"]["stop"]["runs"]
     assert [(run["pid"], run["state"]) for run in runs] == [(job["pid"], "running")]
     assert alive(job["pid"])
 
-    stop = play(tmp_path, inventory, STOP, report_dir=reports)
+    stop = run_playbook(tmp_path, inventory, STOP, report_dir=reports)
 
     assert stop.rc == 0, stop.output
     assert_stopped_for_good(server, job)
@@ -130,7 +131,7 @@ def test_ctrl_c_leaves_a_migration_writing_and_the_stop_ends_it_consistent(tmp_p
     assert result["verified"] is None
     assert not list((tmp_path / "runs").glob("*/*"))
 
-    rerun = play(tmp_path, inventory, MIGRATE, "-e", UNPACED, report_dir=reports)
+    rerun = run_playbook(tmp_path, inventory, MIGRATE, "-e", UNPACED, report_dir=reports)
 
     assert rerun.rc == 0, rerun.output
     record = rerun.reports()["app1"]
@@ -157,7 +158,7 @@ def test_ctrl_c_leaves_a_cleanup_deleting_and_the_stop_ends_it_consistent(tmp_pa
     left = source.dbsize()
     wait_for(lambda: source.dbsize() < left, "the job to delete after the Ctrl-C")
 
-    stop = play(tmp_path, inventory, STOP, report_dir=reports)
+    stop = run_playbook(tmp_path, inventory, STOP, report_dir=reports)
 
     assert stop.rc == 0, stop.output
     assert_stopped_for_good(server, job)
@@ -171,7 +172,9 @@ def test_ctrl_c_leaves_a_cleanup_deleting_and_the_stop_ends_it_consistent(tmp_pa
     result = assert_reported_stopped(stop, "cleanup")
     assert result["counts"]["deleted"] == len(deleted)
 
-    rerun = play(tmp_path, inventory, CLEANUP, "-e", confirm, "-e", UNPACED, report_dir=reports)
+    rerun = run_playbook(
+        tmp_path, inventory, CLEANUP, "-e", confirm, "-e", UNPACED, report_dir=reports
+    )
 
     assert rerun.rc == 0, rerun.output
     assert rerun.reports()["app1"]["status"] == "ok"
@@ -191,7 +194,7 @@ def test_a_stop_from_another_terminal_ends_the_polling_playbook_with_its_run_sto
     job = running_job(tmp_path / "runs")
 
     # A folder of its own: the migration's playbook may write its report while this runs.
-    stop = play(tmp_path, inventory, STOP, report_dir=tmp_path / "stop-reports")
+    stop = run_playbook(tmp_path, inventory, STOP, report_dir=tmp_path / "stop-reports")
 
     assert stop.rc == 0, stop.output
     assert_stopped_for_good(server, job)

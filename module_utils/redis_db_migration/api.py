@@ -16,12 +16,12 @@ How a run goes (``runs``), one ``Session`` against one endpoint:
   set; load the Lua scripts; pick the copy strategy (COPY where the server has it and the user
   may run it, else DUMP + RESTORE); estimate what the copy adds to memory from the keys that
   will be copied, and refuse what would not fit.
-* Copy (``copier``, ``lua_copy``): SCAN the source db once per pattern and hand each batch of
-  names to script calls, each of which copies keys without REPLACE and tells, atomically,
-  whether each was copied, was already in the target, or has gone from the source. A call
+* Copy (``copier``, ``lua_copy``): script calls that each SCAN a page of the source db, one
+  pattern at a time, copy its keys without REPLACE and tell, atomically, whether each was
+  copied, was already in the target, or has gone from the source. A call
   stops at a byte budget, and before any write the memory guard would refuse. Each index is
   merged a ZSCAN page per call with ZADD NX. What a call wrote is read back at once.
-* Verify (``verifier``): the copier's plan mode, writing nothing: what it would copy is
+* Verify (``verifier``): the copier's verb 'plan', writing nothing: what it would copy is
   missing. ``full_verify`` runs it right after a copy.
 * Clean up (``cleaner``, ``lua_cleanup``): delete from the source only keys whose copy has the
   same type and content, compared and deleted in one atomic call, and a source index only when

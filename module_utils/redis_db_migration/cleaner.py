@@ -6,8 +6,10 @@ from __future__ import annotations
 from .cleanup_report import CleanupReport, IndexCleanup
 from .errors import unwrapped
 from .in_flight import InFlight
-from .keys import pages
-from .lua import CLEAN_GONE, DIFFERENT, IDENTICAL, NO_COPY
+from .keys import batched, each_pattern, pages, scan_count
+from .lua import BUDGET, CLEAN_GONE, DIFFERENT, DONE, IDENTICAL, NO_COPY
+from .lua_cleanup import CleanupReply, cleanup_arguments
+from .primary import is_node_error
 from .redis_py import redis_errors
 from .shown import shown
 
@@ -34,43 +36,85 @@ class Cleaner:
 
     def clean(self):
         session = self.session
-        mode = "plan" if session.options.dry_run else "delete"
+        verb = "plan" if session.options.dry_run else "delete"
         session.action = "cleaning up keys"
-        for keys in session.batches():
-            self.clean_keys(keys, mode)
+        for batch in batched(self._matching_keys(), session.call_size):
+            # SCAN may return a key twice; a batch holds it once.
+            keys = list(dict.fromkeys(batch))
+            session.hooks.before_batch(keys)
+            self.clean_keys(keys, verb)
+            session.hooks.after_batch(keys)
+            session.pace(len(keys))
         session.action = "cleaning up indexes"
         for name in session.index_names:
             self.clean_index(name)
 
-    def clean_keys(self, keys, mode):
-        """One batch, in as many script calls as its byte budget needs."""
-        session, report = self.session, self.report
+    def _matching_keys(self):
+        """Every source key matching a pattern, once per pattern list, never all at once: the
+        clean-up script compares keys it is given, so the SCAN runs here."""
+        session = self.session
+        count = scan_count(session.call_size)
+        skip = set(session.index_names)
+        for pattern, matched_before in each_pattern(session.patterns):
+            for key in session.source.scan_iter(match=pattern, count=count):
+                if key not in skip and not matched_before(key):
+                    yield key
+
+    def clean_keys(self, keys, verb):
+        """One batch, in as many script calls as its byte budget needs: a call stops at its
+        byte budget and the next takes the rest. A call the server refuses as a whole fails its
+        keys in the report."""
+        session, report, options = self.session, self.report, self.session.options
         report.found += len(keys)
-        options = session.options
-        args = [options.source_db, options.target_db, mode, session.budget("cleanup")]
-        args.append("1" if session.sized else "0")
+        args = cleanup_arguments(
+            options.source_db,
+            options.target_db,
+            verb,
+            budget=session.budget("cleanup"),
+            sized=session.sized,
+        )
         in_flight = None
-        if mode == "delete":
+        if verb == "delete":
             in_flight = InFlight(
                 len(keys),
                 0,
                 f"may have deleted up to {len(keys)} more keys from db {options.source_db}, each "
                 f"only with an identical copy in db {options.target_db}",
             )
-
-        def handle(handled, reply):
+        pending = keys
+        while pending:
+            try:
+                reply, stop = self._call(pending, args, in_flight)
+            except redis_errors.ResponseError as exc:
+                if is_node_error(exc):
+                    raise
+                error = session.settings.scrub(exc)
+                report.failed += len(pending)
+                for key in pending:
+                    report.add_error(key, error)
+                return
             # The script has no per-key errors: its reads and UNLINK fail whole calls only.
-            report.tally(handled, reply[2], KINDS)
-            session.watch.wrote(reply[2].count(IDENTICAL))
+            report.tally(pending[: len(reply.outcomes)], reply.outcomes, KINDS)
+            session.watch.wrote(reply.outcomes.count(IDENTICAL))
+            if stop:
+                raise stop
+            if reply.ended != BUDGET:
+                return
+            pending = pending[len(reply.outcomes) :]
 
-        session.in_calls(
-            report,
-            keys,
-            lambda pending: session.write(
-                session.scripts.cleanup, keys=pending, args=args, in_flight=in_flight
-            ),
-            handle,
+    def _call(self, pending, args, in_flight):
+        """One call of the clean-up script on ``pending``: its CleanupReply, and what
+        Session.write() gives to raise once the reply is counted."""
+        session = self.session
+        raw, stop = session.write(
+            session.scripts.cleanup, keys=pending, args=args, in_flight=in_flight
         )
+        reply = CleanupReply.from_reply(raw)
+        if reply.ended == DONE and len(reply.outcomes) != len(pending):
+            raise redis_errors.ResponseError(
+                f"a script returned {len(reply.outcomes)} outcomes for {len(pending)} keys"
+            )
+        return reply, stop
 
     def clean_index(self, name):
         """Delete the source index when the target holds every entry of it and, WATCHed from

@@ -1,11 +1,15 @@
 """The copier: keys and index entries from the source db into the target db, each write read
-back. In mode 'plan' the same scripts classify and write nothing: the dry run and verify."""
+back. With the verb 'plan' the same scripts classify and write nothing: the dry run and
+verify."""
 
 from __future__ import annotations
 
+from functools import partial
+
 from .in_flight import InFlight
-from .keys import display, glob_matcher, pages
+from .keys import display, each_pattern, pages
 from .lua import COPIED, DONE, EVICTED, GONE, MEMORY, PRESENT
+from .lua_copy import CopyReply, IndexReply, copy_arguments, index_arguments
 from .reports import IndexReport
 from .session import each
 from .shown import shown
@@ -14,7 +18,7 @@ from .shown import shown
 KINDS = {COPIED: "migrated", PRESENT: "skipped", GONE: "expired"}
 
 
-def copy_mode(session):
+def copy_verb(session):
     """What the copy script is asked to do: plan, copy, or restore at the absolute expiry read
     with PEXPIRETIME (Redis 7+) or with TIME and PTTL (before)."""
     if session.options.dry_run:
@@ -31,63 +35,78 @@ class Copier:
         self.session = session
         self.report = report
 
-    def copy_and_merge(self, mode):
+    def copy_and_merge(self, verb):
         session = self.session
         session.action = "copying keys"
-        for number, pattern in enumerate(session.patterns):
-            self.copy_keys(pattern, [glob_matcher(p) for p in session.patterns[:number]], mode)
+        for pattern, matched_before in each_pattern(session.patterns):
+            self.copy_keys(pattern, matched_before, verb)
         session.action = "merging indexes"
         for name in session.index_names:
-            self.merge_index(name, mode)
+            self.merge_index(name, verb)
 
-    def copy_keys(self, pattern, earlier, mode):
+    def copy_keys(self, pattern, matched_before, verb):
         """Every key of ``pattern``, a batch per script call, each call finding its own batch
-        with SCAN on the server. ``earlier``: matchers of the patterns already gone through."""
+        with SCAN on the server. ``matched_before(key)``: whether a pattern already gone
+        through matches the key."""
         session, report, options = self.session, self.report, self.session.options
-        sized = "1" if session.sized and not report.verify_only else "0"
-        budget = session.budget("copy" if mode in ("plan", "copy") else "dump-restore")
-        args = [options.source_db, options.target_db, mode, *session.guard.script_args]
-        args += [budget, sized, session.call_size]
-        skip = [len(session.index_names), *session.index_names]
         size = session.call_size
         in_flight = InFlight(size, 0, f"may have copied up to {size} more keys (its batch)")
-        cursor, rest = "0", []
-        while cursor or rest:
-            session.hooks.before_batch(rest)
-            reply, stop = session.write(
+        arguments = partial(
+            copy_arguments,
+            options.source_db,
+            options.target_db,
+            verb,
+            session.guard.script_args,
+            budget=session.budget("copy" if verb in ("plan", "copy") else "dump-restore"),
+            sized=session.sized and not report.verify_only,
+            batch_size=size,
+            pattern=pattern,
+            index_names=session.index_names,
+        )
+        cursor, left = "0", []
+        while cursor or left:
+            session.hooks.before_batch(left)
+            raw, stop = session.write(
                 session.scripts.copy,
-                args=[*args, cursor, pattern, *skip, *rest],
-                in_flight=in_flight if mode != "plan" else None,
+                args=arguments(cursor=cursor, left=left),
+                in_flight=in_flight if verb != "plan" else None,
             )
-            ended, spent, handled, outcomes, used, ceiling, evicted, need, cursor, rest = reply
-            session.stop_on_node_errors(code for code in outcomes if not isinstance(code, int))
-            handled, outcomes = self._not_counted_before(handled, outcomes, earlier, mode)
+            reply = CopyReply.from_reply(raw)
+            cursor, left = reply.cursor, reply.left
+            session.stop_on_node_errors(
+                code for code in reply.outcomes if not isinstance(code, int)
+            )
+            handled, outcomes = self._not_counted_before(reply, matched_before, verb)
             report.found += len(handled)
-            report.copy_bytes += spent
+            report.copy_bytes += reply.spent
             for key, error in report.tally(handled, outcomes, KINDS):
                 report.failed += 1
                 report.add_error(key, session.settings.scrub(display(error)))
-            if mode != "plan":
+            if verb != "plan":
                 copied = [key for key, code in zip(handled, outcomes) if code == COPIED]
                 session.watch.wrote(len(copied))
                 self._read_back(copied)
                 if stop:
                     raise stop
             session.hooks.after_batch(handled)
-            if ended in (MEMORY, EVICTED):
-                raise session.guard.stop(ended, need, used + spent, ceiling, evicted)
+            if reply.ended in (MEMORY, EVICTED):
+                raise session.guard.stop(
+                    reply.ended,
+                    reply.need,
+                    reply.used_memory + reply.spent,
+                    reply.ceiling,
+                    reply.evicted_keys,
+                )
             session.pace(len(handled))
 
     @staticmethod
-    def _not_counted_before(handled, outcomes, earlier, mode):
+    def _not_counted_before(reply, matched_before, verb):
         """The keys of a call and their outcomes, less those an earlier pattern has counted: a
         key it matches was handled then, unless this call has just copied it (it came after)."""
-        if not earlier:
-            return handled, outcomes
         kept = [
             (key, code)
-            for key, code in zip(handled, outcomes)
-            if (code == COPIED and mode != "plan") or not any(match(key) for match in earlier)
+            for key, code in zip(reply.handled, reply.outcomes)
+            if (code == COPIED and verb != "plan") or not matched_before(key)
         ]
         return [pair[0] for pair in kept], [pair[1] for pair in kept]
 
@@ -106,14 +125,13 @@ class Copier:
             else:
                 self.report.expired_after_copy += 1
 
-    def merge_index(self, name, mode):
+    def merge_index(self, name, verb):
         """Merge (or plan) one index, a page per script call."""
         session = self.session
         index = IndexReport(name=name)
         self.report.indexes.append(index)
-        mode = "plan" if mode == "plan" else "merge"
+        verb = "plan" if verb == "plan" else "merge"
         options = session.options
-        args = [options.source_db, options.target_db, mode, *session.guard.script_args]
         count = session.page_size(name)
         in_flight = InFlight(
             0,
@@ -124,30 +142,41 @@ class Copier:
 
         def page(cursor):
             session.hooks.before_index_page(name)
-            reply, stop = session.write(
+            raw, stop = session.write(
                 session.scripts.index,
                 keys=[name],
-                args=[*args, cursor, count],
-                in_flight=in_flight if mode == "merge" else None,
+                args=index_arguments(
+                    options.source_db,
+                    options.target_db,
+                    verb,
+                    session.guard.script_args,
+                    cursor=cursor,
+                    count=count,
+                ),
+                in_flight=in_flight if verb == "merge" else None,
             )
-            return reply[1], (stop, *reply)
+            reply = IndexReply.from_reply(raw)
+            return reply.cursor, (reply, stop)
 
-        for stop, ended, _cursor, added, present, orphans, members, error, *memory in pages(page):
-            if ended != DONE:
-                raise session.guard.stop(ended, *memory)
-            session.stop_on_node_errors([error] if error else [])
+        for reply, stop in pages(page):
+            if reply.ended != DONE:
+                raise session.guard.stop(
+                    reply.ended, reply.need, reply.used_memory, reply.ceiling, reply.evicted_keys
+                )
+            members = reply.members
+            session.stop_on_node_errors([reply.error] if reply.error else [])
             index.found += len(members)
-            if error:
+            if reply.error:
                 index.failed += len(members)
-                self.report.add_error(name, session.settings.scrub(display(error)))
+                self.report.add_error(name, session.settings.scrub(display(reply.error)))
             else:
-                index.added += added
-                index.present += present
-                index.orphans += orphans
-                if mode != "plan" and members:
+                index.added += reply.added
+                index.present += reply.present
+                index.orphans += reply.orphans
+                if verb != "plan" and members:
                     session.hooks.after_index_page(name, members)
                     self._read_back_members(index, members)
-            session.watch.wrote(added)
+            session.watch.wrote(reply.added)
             if stop:
                 raise stop
             session.pace(len(members))

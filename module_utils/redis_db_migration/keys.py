@@ -96,6 +96,21 @@ def _glob_range(first, last, widest):
     return unsigned | as_signed if widest else unsigned & as_signed
 
 
+def each_pattern(patterns):
+    """Each pattern with ``matched_before(key)``: whether a pattern before it matches the key,
+    which the run has then handled already."""
+    earlier = []
+    for pattern in patterns:
+        yield pattern, lambda key, before=tuple(earlier): any(match(key) for match in before)
+        earlier.append(glob_matcher(pattern))
+
+
+def scan_count(batch_size):
+    """SCAN COUNT for a walk that takes keys ``batch_size`` at a time: never under SCAN's own
+    default of 10, so that a small batch does not make the walk take many more round trips."""
+    return max(batch_size, 10)
+
+
 def batched(iterable, size):
     iterator = iter(iterable)
     while True:

@@ -1,4 +1,5 @@
-"""What every Lua script of the engine shares: outcome codes, the header, the memory guard.
+"""What the Lua scripts of the engine share: outcome codes, the header, the deadline, the memory
+guard and its arguments.
 
 Scripts stay in .py files: Ansible's module bundler ships only Python.
 """
@@ -45,21 +46,22 @@ if not_after > 0 then
 end
 """
 
-# The memory guard, run before a call writes anything. ARGV[4]: '1' when it is on; ARGV[5]: the
-# percentage of maxmemory kept free; ARGV[6]: the ceiling of used_memory when the server has no
-# maxmemory; ARGV[7]: evicted_keys when the run started. Returns the bytes this call may still
-# add (nil once the server has evicted keys since the start), used_memory, the ceiling and
-# evicted_keys. The ceiling is read afresh each call, so raising maxmemory mid-run counts.
+# The memory guard, run before a call writes anything, by the scripts whose ARGV[1..7] are
+# guarded_arguments(). Returns the bytes this call may still add (nil once the server has
+# evicted keys since the start), used_memory, the ceiling and evicted_keys. The ceiling is read
+# afresh each call, so raising maxmemory mid-run counts.
 LUA_MEMORY_GUARD = """
+local guard_on, headroom = ARGV[4] == '1', ARGV[5]
+local ceiling_without_maxmemory, evicted_at_start = ARGV[6], ARGV[7]
 local function memory_room(dst, new_keys)
-  if ARGV[4] ~= '1' then return math.huge, 0, 0, ARGV[7] end
+  if not guard_on then return math.huge, 0, 0, evicted_at_start end
   local evicted = redis.call('INFO', 'stats'):match('evicted_keys:(%d+)')
   local info = redis.call('INFO', 'memory')
   local used = tonumber(info:match('used_memory:(%d+)'))
   local max = tonumber(info:match('maxmemory:(%d+)'))
-  local ceiling = tonumber(ARGV[6])
-  if max > 0 then ceiling = math.floor(max * (100 - tonumber(ARGV[5])) / 100) end
-  if evicted ~= ARGV[7] then return nil, used, ceiling, evicted end
+  local ceiling = tonumber(ceiling_without_maxmemory)
+  if max > 0 then ceiling = math.floor(max * (100 - tonumber(headroom)) / 100) end
+  if evicted ~= evicted_at_start then return nil, used, ceiling, evicted end
   -- New keys can double the target db's hash tables (keys and expiries), all at once.
   redis.call('SELECT', dst)
   local size, buckets, growth = redis.call('DBSIZE'), 4, 0
@@ -71,3 +73,17 @@ local function memory_room(dst, new_keys)
   return ceiling - used - growth, used, ceiling, evicted
 end
 """
+
+
+def guarded_arguments(source_db, target_db, verb, guard):
+    """ARGV[1..7] of a script that runs the memory guard. ``verb``: what the call does, 'plan'
+    for nothing written. ``guard``: memory.MemoryGuard.script_args, '1' when the guard is on,
+    the percentage of maxmemory kept free, the ceiling of used_memory when the server has no
+    maxmemory, and evicted_keys when the run started."""
+    return [source_db, target_db, verb, *guard]
+
+
+def expired_at(reply):
+    """The server's time in ms when a script's ``reply`` says the call reached it after its
+    deadline and did not run (LUA_DEADLINE); None when it ran."""
+    return reply[1] if reply[0] == EXPIRED else None

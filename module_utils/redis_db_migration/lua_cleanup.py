@@ -1,25 +1,26 @@
 """The scripts that delete from the source: the keys whose copy has the same type and content,
-and an index the clean-up has checked."""
+and an index the clean-up has checked. The clean-up script comes with the builder of its
+arguments and the type of its reply, so that the script and the code that calls it change
+together."""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from .lua import LUA_DEADLINE, LUA_HEADER
 
-# KEYS: key names found in the source db. ARGV[1], ARGV[2]: source and target db. ARGV[3]:
-# 'plan' or 'delete'. ARGV[4]: this call's byte budget, 0 for none. ARGV[5]: '1' to size keys
-# with MEMORY USAGE. ARGV[6]: the deadline (lua.LUA_DEADLINE). Compares each source key with the
-# target key of the same name by type and content, whatever their encodings: strings byte for
-# byte, list items in order, hash fields and values, set members, sorted-set members and scores,
-# stream entries one by one (other types by DUMP). Stops before a key that would take the call
-# over its byte budget (a key larger than the budget goes alone). Returns {how it ended, bytes
-# compared, one outcome per key handled}: IDENTICAL (deleted, or planning, would be), DIFFERENT,
-# NO_COPY or CLEAN_GONE (gone from the source). Only identical keys are ever deleted, with
-# UNLINK, in the same atomic call as their comparison.
+# KEYS: key names found in the source db; its verb: 'plan' or 'delete'; its arguments:
+# cleanup_arguments(). Compares each source key with the target key of the same name by type
+# and content, whatever their encodings: strings byte for byte, list items in order, hash
+# fields and values, set members, sorted-set members and scores, stream entries one by one
+# (other types by DUMP). Stops before a key that would take the call over its byte budget (a
+# key larger than the budget goes alone). Returns a CleanupReply. Only identical keys are ever
+# deleted, with UNLINK, in the same atomic call as their comparison.
 CLEANUP_SCRIPT = (
     LUA_HEADER
     + LUA_DEADLINE
     + """
-local src, dst, mode = ARGV[1], ARGV[2], ARGV[3]
+local src, dst, verb = ARGV[1], ARGV[2], ARGV[3]
 local budget, sized = tonumber(ARGV[4]), ARGV[5] == '1'
 
 local function as_map(flat, step)
@@ -96,7 +97,7 @@ for i, key in ipairs(KEYS) do
     end
   end
 end
-if mode == 'delete' and #identical > 0 then
+if verb == 'delete' and #identical > 0 then
   redis.call('SELECT', src)
   for first = 1, #identical, 1000 do
     redis.call('UNLINK', unpack(identical, first, math.min(first + 999, #identical)))
@@ -105,6 +106,31 @@ end
 return {ended, spent, out}
 """
 )
+
+
+def cleanup_arguments(source_db, target_db, verb, *, budget, sized):
+    """The clean-up script's ARGV; Session.write() adds the deadline last (LUA_DEADLINE)."""
+    return [
+        source_db,  # ARGV[1]
+        target_db,  # ARGV[2]
+        verb,  # ARGV[3]
+        budget,  # ARGV[4]: this call's byte budget, 0 for none
+        "1" if sized else "0",  # ARGV[5]: whether keys are sized with MEMORY USAGE
+    ]
+
+
+class CleanupReply(NamedTuple):
+    """What a call of the clean-up script returns. An outcome is IDENTICAL (deleted, or
+    planning, would be), DIFFERENT, NO_COPY or CLEAN_GONE (gone from the source)."""
+
+    ended: int  # lua.DONE or BUDGET
+    compared: int  # bytes compared
+    outcomes: list  # one per key handled, in the order of KEYS
+
+    @classmethod
+    def from_reply(cls, raw):
+        return cls(*raw)
+
 
 # KEYS[1]: a source index the clean-up has checked entry by entry. ARGV[1]: the deadline. Sent
 # inside the MULTI of the connection that has WATCHed the index since before the check, so it

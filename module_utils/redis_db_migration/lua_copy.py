@@ -1,48 +1,43 @@
-"""The scripts that copy: keys one call of a batch at a time, and the index one page at a time."""
+"""The scripts that copy: keys one call of a batch at a time, and the index one page at a time.
+Each comes with the builder of its arguments and the type of its reply, so that a script and
+the code that calls it change together."""
 
 from __future__ import annotations
 
-from .lua import LUA_DEADLINE, LUA_HEADER, LUA_MEMORY_GUARD
+from typing import NamedTuple
+
+from .lua import LUA_DEADLINE, LUA_HEADER, LUA_MEMORY_GUARD, guarded_arguments
 
 # One call handles one batch of keys, and finds them itself: SCAN runs in the script, so key
-# names cross the network only on their way back, for the read-back. ARGV[1], ARGV[2]: source
-# and target db. ARGV[3]: the mode: 'plan' (classify, write nothing), 'copy' (COPY), 'restore'
-# (DUMP, then RESTORE at the source's absolute expiry read with PEXPIRETIME, Redis 7+) or
-# 'restore-time' (the same on older servers, the expiry read with TIME and PTTL). ARGV[4..7]:
-# the memory guard (lua.py). ARGV[8]: this call's byte budget, 0 for none. ARGV[9]: '1' to size
-# keys with MEMORY USAGE. ARGV[10]: the batch size. ARGV[11]: the SCAN cursor to go on from, ''
-# once the walk is over. ARGV[12]: the pattern. ARGV[13]: how many index names follow, never
-# handled as keys. Then the keys an earlier call found and left (it stopped at its byte budget,
-# or SCAN gave more than a batch). Last, the deadline (LUA_DEADLINE). No key is declared in
-# KEYS: ACL then checks each key in the command that touches it, so a key the user may not
-# write fails alone.
+# names cross the network only on their way back, for the read-back. Its verb: 'plan'
+# (classify, write nothing), 'copy' (COPY), 'restore' (DUMP, then RESTORE at the source's
+# absolute expiry read with PEXPIRETIME, Redis 7+) or 'restore-time' (the same on older
+# servers, the expiry read with TIME and PTTL). Its arguments: copy_arguments(). No key is
+# declared in KEYS: ACL then checks each key in the command that touches it, so a key the user
+# may not write fails alone.
 # SCAN pages of the pattern fill the batch after the keys left: at most 16 pages of the batch
 # size, so that in a db where few keys match one call still walks no more than a few ms of it.
 # Handles the batch in order, never with REPLACE, and stops before a key that would take the
 # call over its byte budget (a key larger than the budget goes alone) or over the room the
-# memory guard leaves. Returns {how it ended, bytes copied (planning: to copy), the keys
-# handled, one outcome per key handled, used_memory, ceiling, evicted_keys, bytes of the key
-# that did not fit, the next cursor ('' once the walk is over), the keys found and not
-# handled}. An outcome is COPIED (planning: to copy), PRESENT (the target has it), GONE
-# (expired from the source) or the error of a write that failed. A call runs atomically, so a
-# key's classification cannot race with its write.
+# memory guard leaves. Returns a CopyReply. A call runs atomically, so a key's classification
+# cannot race with its write.
 COPY_SCRIPT = (
     LUA_HEADER
     + LUA_DEADLINE
     + LUA_MEMORY_GUARD
     + """
-local src, dst, mode = ARGV[1], ARGV[2], ARGV[3]
+local src, dst, verb = ARGV[1], ARGV[2], ARGV[3]
 local budget, sized = tonumber(ARGV[8]), ARGV[9] == '1'
-local batch, cursor = tonumber(ARGV[10]), ARGV[11]
+local batch, cursor, pattern = tonumber(ARGV[10]), ARGV[11], ARGV[12]
 
 local function find_keys()
   local keys, skip, pages = {}, {}, 0
-  local left = 14 + tonumber(ARGV[13])
-  for i = 14, left - 1 do skip[ARGV[i]] = true end
-  for i = left, #ARGV - 1 do keys[#keys + 1] = ARGV[i] end
+  local first_left = 14 + tonumber(ARGV[13])
+  for i = 14, first_left - 1 do skip[ARGV[i]] = true end
+  for i = first_left, #ARGV - 1 do keys[#keys + 1] = ARGV[i] end
   redis.call('SELECT', src)
   while #keys < batch and cursor ~= '' and pages < 16 do
-    local page = redis.call('SCAN', cursor, 'MATCH', ARGV[12], 'COUNT', batch)
+    local page = redis.call('SCAN', cursor, 'MATCH', pattern, 'COUNT', batch)
     cursor, pages = page[1] == '0' and '' or page[1], pages + 1
     for _, key in ipairs(page[2]) do
       if not skip[key] then keys[#keys + 1] = key end
@@ -54,11 +49,11 @@ local keys = find_keys()
 
 -- The reply: the first #out keys are handled, the others go back to the caller.
 local function reply(ended, spent, out, used, ceiling, evicted, need)
-  local handled, rest = {}, {}
+  local handled, left = {}, {}
   for i, key in ipairs(keys) do
-    if i <= #out then handled[i] = key else rest[#rest + 1] = key end
+    if i <= #out then handled[i] = key else left[#left + 1] = key end
   end
-  return {ended, spent, handled, out, used, ceiling, evicted, need, cursor, rest}
+  return {ended, spent, handled, out, used, ceiling, evicted, need, cursor, left}
 end
 
 local function in_target(key)
@@ -81,7 +76,7 @@ end
 -- millisecond. Before Redis 7 there is no PEXPIRETIME: PTTL read between two TIME replies of
 -- the same millisecond gives it exactly, since both read the same clock.
 local function expiry(key)
-  if mode == 'restore' then
+  if verb == 'restore' then
     local at = redis.call('PEXPIRETIME', key)
     return at == -2 and 0 or at
   end
@@ -99,7 +94,7 @@ local function expiry(key)
 end
 
 local function copy(key)
-  if mode == 'copy' then
+  if verb == 'copy' then
     local done = redis.pcall('COPY', key, key, 'DB', dst)
     if done == 1 then return COPIED end
     -- Nothing copied: the target has the key, or the source's has expired.
@@ -127,7 +122,7 @@ local function copy(key)
 end
 
 local out, spent, last = {}, 0, math.min(#keys, batch)
-if mode == 'plan' then
+if verb == 'plan' then
   local sizes = {}
   redis.call('SELECT', src)
   for i = 1, last do
@@ -144,7 +139,7 @@ if mode == 'plan' then
       spent = spent + sizes[i]
     end
   end
-  return reply(DONE, spent, out, 0, 0, ARGV[7], 0)
+  return reply(DONE, spent, out, 0, 0, evicted_at_start, 0)
 end
 
 local room, used, ceiling, evicted = memory_room(dst, last)
@@ -168,29 +163,75 @@ return reply(DONE, spent, out, used, ceiling, evicted, 0)
 """
 )
 
-# KEYS[1]: the index sorted set. ARGV[1], ARGV[2]: source and target db. ARGV[3]: 'plan' or
-# 'merge'. ARGV[4..7]: the memory guard. ARGV[8]: ZSCAN cursor. ARGV[9]: ZSCAN COUNT, sized by
-# the caller to the byte budget. ARGV[10]: the deadline (LUA_DEADLINE). Reads one page of the
-# source index and merges it into the target index on the server: members already in the target
-# keep their score (ZADD NX, whose reply counts the members it added). Returns {how it ended,
-# next cursor, added, present, orphans, members, error, bytes the page needs, used_memory,
-# ceiling, evicted_keys}: orphans are members whose session key exists in neither db, merged all
-# the same; members are the page's names, for the read-back; error is '' or why the merge
-# failed. A page the memory guard stops is not merged at all, and the cursor returned is the one
-# it was given.
+
+def copy_arguments(
+    source_db,
+    target_db,
+    verb,
+    guard,
+    *,
+    budget,
+    sized,
+    batch_size,
+    cursor,
+    pattern,
+    index_names,
+    left,
+):
+    """The copy script's ARGV; Session.write() adds the deadline last (LUA_DEADLINE)."""
+    return [
+        *guarded_arguments(source_db, target_db, verb, guard),  # ARGV[1..7]
+        budget,  # ARGV[8]: this call's byte budget, 0 for none
+        "1" if sized else "0",  # ARGV[9]: whether keys are sized with MEMORY USAGE
+        batch_size,  # ARGV[10]
+        cursor,  # ARGV[11]: the SCAN cursor to go on from, '' once the walk is over
+        pattern,  # ARGV[12]
+        len(index_names),  # ARGV[13]: how many index names follow, never handled as keys
+        *index_names,
+        *left,  # the keys an earlier call found and did not handle
+    ]
+
+
+class CopyReply(NamedTuple):
+    """What a call of the copy script returns. An outcome is COPIED (planning: to copy),
+    PRESENT (the target has it), GONE (expired from the source) or the error of a write that
+    failed."""
+
+    ended: int  # lua.DONE, BUDGET, MEMORY or EVICTED
+    spent: int  # bytes copied; planning: to copy
+    handled: list  # the keys handled, in order
+    outcomes: list  # one per key handled
+    used_memory: int
+    ceiling: int
+    evicted_keys: bytes
+    need: int  # bytes of the key that the memory guard found no room for
+    cursor: bytes  # where the next call goes on, b'' once the walk is over
+    left: list  # the keys found and not handled, for the next call
+
+    @classmethod
+    def from_reply(cls, raw):
+        return cls(*raw)
+
+
+# KEYS[1]: the index sorted set; its verb: 'plan' or 'merge'; its arguments: index_arguments().
+# Reads one page of the source index and merges it into the target index on the server:
+# members already in the target keep their score (ZADD NX, whose reply counts the members it
+# added). Returns an IndexReply. A page the memory guard stops is not merged at all, and the
+# cursor returned is the one it was given.
 INDEX_SCRIPT = (
     LUA_HEADER
     + LUA_DEADLINE
     + LUA_MEMORY_GUARD
     + """
-local src, dst, mode, index = ARGV[1], ARGV[2], ARGV[3], KEYS[1]
-local room, used, ceiling, evicted = math.huge, 0, 0, ARGV[7]
-if mode == 'merge' then
+local src, dst, verb, index = ARGV[1], ARGV[2], ARGV[3], KEYS[1]
+local cursor, count = ARGV[8], ARGV[9]
+local room, used, ceiling, evicted = math.huge, 0, 0, evicted_at_start
+if verb == 'merge' then
   room, used, ceiling, evicted = memory_room(dst, 0)
-  if not room then return {EVICTED, ARGV[8], 0, 0, 0, {}, '', 0, used, ceiling, evicted} end
+  if not room then return {EVICTED, cursor, 0, 0, 0, {}, '', 0, used, ceiling, evicted} end
 end
 redis.call('SELECT', src)
-local page = redis.call('ZSCAN', index, ARGV[8], 'COUNT', ARGV[9])
+local page = redis.call('ZSCAN', index, cursor, 'COUNT', count)
 local flat, members, scored = page[2], {}, {}
 for i = 1, #flat, 2 do
   members[#members + 1] = flat[i]
@@ -214,14 +255,14 @@ local function bytes(names)
 end
 
 local added, need, err = 0, 0, ''
-if mode == 'plan' then
+if verb == 'plan' then
   added = #new_members()
 else
   need = bytes(members)
   -- Only the entries the target lacks take memory: count them before refusing the page.
   if need > room then need = bytes(new_members()) end
   if need > 0 and need > room then
-    return {MEMORY, ARGV[8], 0, 0, 0, {}, '', need, used, ceiling, evicted}
+    return {MEMORY, cursor, 0, 0, 0, {}, '', need, used, ceiling, evicted}
   end
   for first = 1, #scored, 2000 do
     local last = math.min(first + 1999, #scored)
@@ -254,3 +295,32 @@ return {DONE, page[1], added, #members - added, orphans, members, err, need, use
   evicted}
 """
 )
+
+
+def index_arguments(source_db, target_db, verb, guard, *, cursor, count):
+    """The index script's ARGV; Session.write() adds the deadline last (LUA_DEADLINE)."""
+    return [
+        *guarded_arguments(source_db, target_db, verb, guard),  # ARGV[1..7]
+        cursor,  # ARGV[8]: the ZSCAN cursor
+        count,  # ARGV[9]: ZSCAN COUNT, sized by the caller to the byte budget
+    ]
+
+
+class IndexReply(NamedTuple):
+    """What a call of the index script returns."""
+
+    ended: int  # lua.DONE, MEMORY or EVICTED
+    cursor: bytes  # where the next page starts, b'0' once the walk is over
+    added: int
+    present: int
+    orphans: int  # members whose session key exists in neither db, merged all the same
+    members: list  # the page's names, for the read-back
+    error: bytes  # b'' or why the merge failed
+    need: int  # bytes the page needs
+    used_memory: int
+    ceiling: int
+    evicted_keys: bytes
+
+    @classmethod
+    def from_reply(cls, raw):
+        return cls(*raw)

@@ -1,20 +1,23 @@
-"""The script of the preflight: the memory estimate. (What the user may run: probe.py.)"""
+"""The script of the preflight: the memory estimate, with the builder of its arguments and
+the type of its reply. (What the user may run: probe.py.)"""
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 from .lua import LUA_HEADER
 
-# KEYS: the index names, which are never counted as keys. ARGV[1], ARGV[2]: source and target
-# db. ARGV[3]: SCAN cursor. ARGV[4]: pattern. ARGV[5]: SCAN COUNT. One SCAN page of the source
-# for the memory estimate: how many keys match, how many of those the target lacks, and the
-# bytes (MEMORY USAGE) these take. Returns {next cursor, matching, to copy, bytes to copy}.
+# KEYS: the index names, which are never counted as keys. Its arguments: estimate_arguments().
+# One SCAN page of the source for the memory estimate: how many keys match, how many of those
+# the target lacks, and the bytes (MEMORY USAGE) these take. Returns an EstimateReply.
 ESTIMATE_SCRIPT = (
     LUA_HEADER
     + """
 local skip = {}
 for _, name in ipairs(KEYS) do skip[name] = true end
-redis.call('SELECT', ARGV[1])
-local page = redis.call('SCAN', ARGV[3], 'MATCH', ARGV[4], 'COUNT', ARGV[5])
+local src, dst, cursor, pattern, count = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
+redis.call('SELECT', src)
+local page = redis.call('SCAN', cursor, 'MATCH', pattern, 'COUNT', count)
 local names, sizes = {}, {}
 for _, key in ipairs(page[2]) do
   local bytes = not skip[key] and redis.call('MEMORY', 'USAGE', key)
@@ -23,7 +26,7 @@ for _, key in ipairs(page[2]) do
     sizes[#names] = bytes
   end
 end
-redis.call('SELECT', ARGV[2])
+redis.call('SELECT', dst)
 local to_copy, total = 0, 0
 for i, key in ipairs(names) do
   if redis.call('EXISTS', key) == 0 then
@@ -34,3 +37,32 @@ end
 return {page[1], #names, to_copy, total}
 """
 )
+
+
+def estimate_arguments(source_db, target_db, *, cursor, pattern, count):
+    """The estimate script's ARGV. It writes nothing, so it has no deadline."""
+    return [
+        source_db,  # ARGV[1]
+        target_db,  # ARGV[2]
+        cursor,  # ARGV[3]: the SCAN cursor
+        pattern,  # ARGV[4]
+        count,  # ARGV[5]: SCAN COUNT
+    ]
+
+
+class EstimateReply(NamedTuple):
+    """What a call of the estimate script returns: one SCAN page's share of the estimate."""
+
+    cursor: bytes  # where the next page starts, b'0' once the walk is over
+    matching: int  # keys matching the pattern
+    to_copy: int  # of these, the keys the target lacks
+    bytes_to_copy: int  # their MEMORY USAGE, with KEY_OVERHEAD each
+
+    @classmethod
+    def from_reply(cls, raw):
+        return cls(*raw)
+
+    @property
+    def counts(self):
+        """What the estimate adds up over the pages."""
+        return self.matching, self.to_copy, self.bytes_to_copy

@@ -9,8 +9,9 @@ at once when either fails.
 from __future__ import annotations
 
 from .errors import GuardStop, MigrationError
-from .keys import display, scanned_share
+from .keys import display, scan_count, scanned_share
 from .lua import EVICTED
+from .lua_preflight import EstimateReply, estimate_arguments
 from .wording import mib
 
 # The estimate reads SCAN pages of each pattern until it has seen this many matching keys.
@@ -79,15 +80,23 @@ class MemoryGuard:
     def _estimate_copy(self):
         session = self.session
         totals, exact = [0.0, 0.0, 0.0], True
-        count = max(session.options.batch_size, 10)
-        dbs = [session.options.source_db, session.options.target_db]
+        options = session.options
+        count = scan_count(options.batch_size)
         for pattern in session.patterns:
             cursor, seen = 0, [0, 0, 0]
             while True:
-                cursor, *page = session.scripts.estimate(
-                    keys=session.index_names, args=[*dbs, cursor, pattern, count]
+                args = estimate_arguments(
+                    options.source_db,
+                    options.target_db,
+                    cursor=cursor,
+                    pattern=pattern,
+                    count=count,
                 )
-                seen = [total + part for total, part in zip(seen, page)]
+                reply = EstimateReply.from_reply(
+                    session.scripts.estimate(keys=session.index_names, args=args)
+                )
+                cursor = reply.cursor
+                seen = [total + part for total, part in zip(seen, reply.counts)]
                 if int(cursor) == 0 or seen[0] >= ESTIMATE_SAMPLE:
                     break
             share = scanned_share(cursor)

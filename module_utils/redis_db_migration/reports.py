@@ -193,6 +193,10 @@ class Report:
             lines.append(f"{sign} ... and {hidden} more keys")
         return lines
 
+    def counts(self):
+        """The result's "counts": the fields COUNTS names, by name."""
+        return {name: getattr(self, name) for name in self.COUNTS}
+
     def _as_dict(self, samples, **specific):
         """The result returned on every run, changed or not, with the same keys.
 
@@ -204,7 +208,7 @@ class Report:
             self.target_db,
             self.server_version,
             dry_run=self.dry_run,
-            counts={name: getattr(self, name) for name in self.COUNTS},
+            counts=self.counts(),
             **specific,
             samples=samples,
             errors=self.errors,
@@ -226,11 +230,24 @@ class Report:
 class MigrationReport(Report):
     """A migration, or with ``verify_only`` an independent check that nothing is left to copy.
 
-    In a verification, ``migrated`` and the index ``added`` count what is still missing.
+    A verification is the copy's plan: the keys it would copy (``migrated``) and the index
+    entries it would add (``added``) are missing from the target; those it would skip
+    (``skipped``) are present. Its result names them so (VERIFY_COUNTS).
     """
 
     SAMPLE_KINDS = ("migrated", "skipped", "expired")
     COUNTS = ("found", "migrated", "skipped", "expired", "failed")
+    # A verification's counts, by name, and the field each is tallied in.
+    VERIFY_COUNTS = {
+        "found": "found",
+        "missing": "migrated",
+        "present": "skipped",
+        "expired": "expired",
+        "failed": "failed",
+    }
+    # The names a verification's counts had in 1.0.0, a migration's words for missing and
+    # present: still in its counts, with the same values, until 2.0.0 removes them.
+    DEPRECATED_VERIFY_COUNTS = ("migrated", "skipped")
 
     verify_only: bool = False
     strategy: str = "unknown"
@@ -247,6 +264,12 @@ class MigrationReport(Report):
 
     def index_total(self, name):
         return sum(getattr(index, name) for index in self.indexes)
+
+    def counts(self):
+        if not self.verify_only:
+            return super().counts()
+        fields = dict(self.VERIFY_COUNTS, **{name: name for name in self.DEPRECATED_VERIFY_COUNTS})
+        return {name: getattr(self, field) for name, field in fields.items()}
 
     @property
     def changed(self):

@@ -4,7 +4,7 @@ a MigrationError without the password in it."""
 from __future__ import annotations
 
 from .cleaner import cleanup_session
-from .copier import Copier, copy_mode
+from .copier import Copier, copy_verb
 from .errors import MigrationError
 from .pacing import paced_seconds
 from .reports import MigrationReport, result_header
@@ -58,7 +58,7 @@ def _migrate_session(session):
     report = session.new_report(MigrationReport, strategy=session.strategy, memory=memory)
 
     def work():
-        Copier(session, report).copy_and_merge(copy_mode(session))
+        Copier(session, report).copy_and_merge(copy_verb(session))
         if reads_again(session.options):
             full_check(session, report)
 

@@ -20,8 +20,8 @@ from .errors import (
 )
 from .hooks import Hooks
 from .in_flight import ServerClock
-from .keys import as_bytes, batched, display, glob_matcher
-from .lua import BUDGET, DONE, EXPIRED
+from .keys import as_bytes, display
+from .lua import expired_at
 from .lua_cleanup import CLEANUP_SCRIPT, DROP_INDEX_SCRIPT
 from .lua_copy import COPY_SCRIPT, INDEX_SCRIPT
 from .lua_preflight import ESTIMATE_SCRIPT
@@ -202,9 +202,10 @@ class Session:
 
     def check_deadline(self, reply, not_after):
         """Stop when a script's ``reply`` says it reached the server after its deadline."""
-        if reply[0] != EXPIRED:
+        now = expired_at(reply)
+        if now is None:
             return
-        late = (reply[1] - not_after) / 1000
+        late = (now - not_after) / 1000
         timeout = self.settings.socket_timeout
         raise CallExpired(
             f"A call reached Redis at {self.settings.endpoint} {late:.3f} s after its deadline "
@@ -231,27 +232,6 @@ class Session:
             return 0
         return self.options.max_batch_bytes or AUTO_BATCH_BYTES[kind]
 
-    def batches(self):
-        """Batches of the matching source keys, each once, paced, with the hooks around."""
-        for batch in batched(self._matching_keys(), self.call_size):
-            keys = list(dict.fromkeys(batch))
-            self.hooks.before_batch(keys)
-            yield keys
-            self.hooks.after_batch(keys)
-            self.pace(len(keys))
-
-    def _matching_keys(self):
-        """Every source key matching a pattern, once per pattern list, never all at once."""
-        done = []
-        count = max(self.call_size, 10)
-        skip = set(self.index_names)
-        for pattern in self.patterns:
-            for key in self.source.scan_iter(match=pattern, count=count):
-                if key in skip or (done and any(matches(key) for matches in done)):
-                    continue
-                yield key
-            done.append(glob_matcher(pattern))
-
     @property
     def call_size(self):
         """Keys (or index entries) one call handles: batch_size, fewer at a low rate."""
@@ -265,35 +245,6 @@ class Session:
         # stop lands between two calls, and at once in a paced run, which waits here.
         if self.stop_requested():
             raise OperatorStop(self.action)
-
-    def in_calls(self, report, keys, call, handle):
-        """Hand ``keys`` to one script ``call`` after another until each is handled: a call
-        stops at its byte budget and the next takes the rest. ``call`` returns what write()
-        does; ``handle`` gets each call's keys and reply. A call the server refuses as a whole
-        fails its keys in ``report``."""
-        pending = keys
-        while pending:
-            try:
-                reply, stop = call(pending)
-                ended, outcomes = reply[0], reply[2]
-                if ended == DONE and len(outcomes) != len(pending):
-                    raise redis_errors.ResponseError(
-                        f"a script returned {len(outcomes)} outcomes for {len(pending)} keys"
-                    )
-            except redis_errors.ResponseError as exc:
-                if is_node_error(exc):
-                    raise
-                error = self.settings.scrub(exc)
-                report.failed += len(pending)
-                for key in pending:
-                    report.add_error(key, error)
-                return
-            handle(pending[: len(outcomes)], reply)
-            if stop:
-                raise stop
-            if ended != BUDGET:
-                return
-            pending = pending[len(outcomes) :]
 
     def scores(self, index, members):
         """The target index's scores of ``members`` (None where absent), in one round trip."""

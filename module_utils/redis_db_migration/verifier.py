@@ -1,5 +1,5 @@
 """The verifier: checks, writing nothing, that every matching source key and index entry is
-in the target. The copier's plan mode does the reading: what it would copy is missing."""
+in the target. The copier's verb 'plan' does the reading: what it would copy is missing."""
 
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ def full_check(session, migration):
     migration.full_check = dict(
         verified=check.verified,
         found=check.found,
-        missing=check.migrated,
+        missing=check.counts()["missing"],
         index_missing=check.index_total("added"),
         expired=check.expired,
         missing_sample=check.samples["migrated"],

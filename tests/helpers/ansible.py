@@ -85,7 +85,7 @@ def playbook_command(inventory, playbook, *args, report_dir):
     ]
 
 
-def play(tmp_path, inventory, playbook, *args, report_dir, **options):
+def run_playbook(tmp_path, inventory, playbook, *args, report_dir, **options):
     """Run a project playbook on ``inventory`` with its reports in ``report_dir``, as an
     operator does (``options`` as for run_ansible); the Run, with the report folder it made."""
     before = set(report_dir.iterdir()) if report_dir.exists() else set()

@@ -68,12 +68,24 @@ def snapshot(client: redis.Redis, match="*"):
 def content(client, key):
     """Type and value of a key. DUMP serialises a hashtable in its bucket order, which differs
     between two equal hashes or sets, so those are compared by content."""
-    kind = client.type(key)
-    if client.object("encoding", key) != b"hashtable":
-        return kind, client.dump(key)
-    if kind == b"hash":
-        return kind, client.hgetall(key)
-    return kind, client.smembers(key)
+    return contents(client, [key])[0]
+
+
+def contents(client, keys):
+    """content() of each of ``keys``, in two round trips whatever their number."""
+    pipe = client.pipeline(transaction=False)
+    for key in keys:
+        pipe.type(key).object("encoding", key).dump(key)
+    replies = pipe.execute()
+    found = list(zip(replies[0::3], replies[1::3], replies[2::3]))
+    for key, (kind, encoding, _) in zip(keys, found):
+        if encoding == b"hashtable":
+            (pipe.hgetall if kind == b"hash" else pipe.smembers)(key)
+    members = iter(pipe.execute())
+    return [
+        (kind, next(members) if encoding == b"hashtable" else payload)
+        for kind, encoding, payload in found
+    ]
 
 
 def data_of(client: redis.Redis, key):
@@ -89,6 +101,28 @@ def data_of(client: redis.Redis, key):
         b"stream": client.xrange,
     }
     return kind, read[kind](key) if kind in read else client.dump(key)
+
+
+def assert_same_value_and_expiry(source: redis.Redis, target: redis.Redis, keys, *, read=None):
+    """Each of ``keys`` is in ``target`` with the type and value it has in ``source`` and the
+    same absolute expiry to the ms. Values are compared as content() reads them (every key in
+    two round trips), or as ``read(client, key)`` does: data_of, whatever the encoding, say.
+    No keys, or a key missing from either side, fails: two missing keys are not the same."""
+    keys = list(keys)
+    assert keys, "no keys to compare"
+    was, now = expiries(source, keys), expiries(target, keys)
+    for side, expires in (("source", was), ("target", now)):
+        missing = [key for key, at in zip(keys, expires) if at == -2]
+        assert not missing, f"{len(missing)} keys not in the {side}, e.g. {missing[:3]}"
+    if read is None:
+        values = zip(contents(source, keys), contents(target, keys))
+    else:
+        values = ((read(source, key), read(target, key)) for key in keys)
+    for key, (value, copied), at_source, at_target in zip(keys, values, was, now):
+        assert copied == value, key
+        assert at_target == at_source, (
+            f"{key!r} expires at {at_target} in the target, {at_source} in the source (ms)"
+        )
 
 
 def zset(client: redis.Redis, key=INDEX):
@@ -130,7 +164,7 @@ def options(**overrides):
     return engine.MigrationOptions(**values)
 
 
-def run(server, *, settings=None, hooks=None, **overrides):
+def migrate_with_engine(server, *, settings=None, hooks=None, **overrides):
     """Migrate ``server`` with the engine, as the module does: options(**overrides)."""
     return engine.migrate(settings or server.settings(), options(**overrides), hooks)
 

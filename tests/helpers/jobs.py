@@ -18,8 +18,8 @@ STOP = ROOT / "playbooks" / "stop_sessions.yml"
 
 
 def start_play(tmp_path, inventory, playbook, *args, report_dir, env=None):
-    """Start a project playbook as play() runs it, without waiting: in a process group of its
-    own, as a terminal starts it, its output in tmp_path/<playbook>.out. Returns the Popen."""
+    """Start a project playbook as run_playbook() runs it, without waiting: in a process group of
+    its own, as a terminal starts it, its output in tmp_path/<playbook>.out. Returns the Popen."""
     # The child keeps its own copy of the file: this one closes once it has started.
     with open(tmp_path / f"{Path(playbook).stem}.out", "w") as output:
         return subprocess.Popen(

@@ -1,10 +1,18 @@
-# Sourced by the other scripts: installs what a fresh Debian 12 machine lacks (redis-server,
-# python3-venv) and keeps .venv/ in step with the requirements files. Safe to run again.
-set -euo pipefail
+# Sourced by the other scripts, which run with set -euo pipefail: the places and the set-up
+# functions they share. Sourcing it installs and changes nothing; each script calls the
+# functions for what it needs, e.g.
+#   source "$(dirname "$0")/lib.sh"
+#   ensure_redis       # redis-server and redis-cli, with apt when missing
+#   ensure_dev_venv    # .venv/ in step with requirements-dev.txt, on PATH, from the root
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 VENV="$ROOT/.venv"
+# The virtualenvs of scripts/test.sh's other rounds, each built by ensure_venv when used.
+COMPAT_VENV="$VENV/redis-py-4.3"
+OLDEST_ANSIBLE_VENV="$VENV/ansible-2.16"
+SERVERS_VENV="$VENV/servers"
 
+# apt_install PACKAGE...: as root, or through sudo.
 apt_install() {
     local sudo=""
     if [ "$(id -u)" != 0 ]; then
@@ -16,27 +24,41 @@ apt_install() {
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "$@" >/dev/null
 }
 
-missing=()
-command -v redis-server >/dev/null || missing+=(redis-server)
-command -v redis-cli >/dev/null || missing+=(redis-tools)
-python3 -c 'import ensurepip, venv' 2>/dev/null || missing+=(python3-venv)
-if [ "${#missing[@]}" -gt 0 ]; then
-    apt_install "${missing[@]}"
-fi
+# ensure_redis: redis-server and redis-cli, which the tests, the demo and the benchmark start.
+ensure_redis() {
+    local missing=()
+    command -v redis-server >/dev/null || missing+=(redis-server)
+    command -v redis-cli >/dev/null || missing+=(redis-tools)
+    if [ "${#missing[@]}" -gt 0 ]; then
+        apt_install "${missing[@]}"
+    fi
+}
 
-# ensure_venv DIR REQUIREMENTS: (re)build the venv in DIR when the requirements file changed.
+# ensure_venv DIR REQUIREMENTS: (re)build the venv in DIR when a requirements file changed,
+# first installing python3-venv when Python cannot make one.
 ensure_venv() {
     local dir=$1 requirements=$2 want
     want=$(cat "$ROOT/requirements"*.txt "$ROOT/collection/requirements.txt" | sha256sum | cut -d' ' -f1)
     if [ -x "$dir/bin/python" ] && [ "$(cat "$dir/.requirements.sha256" 2>/dev/null)" = "$want" ]; then
         return
     fi
+    python3 -c 'import ensurepip, venv' 2>/dev/null || apt_install python3-venv
     echo "Setting up $dir"
     python3 -m venv "$dir"
     # Some machines' package mirrors warn about every index they lack: hide only those lines.
     # pipefail still stops here when pip fails.
     "$dir/bin/pip" install -q -r "$requirements" 2>&1 | { grep -v '^WARNING: Location' || true; }
     echo "$want" >"$dir/.requirements.sha256"
+}
+
+# ensure_dev_venv: .venv/ (ansible-core, pytest, ruff, the linters) in step with
+# requirements-dev.txt and first on PATH, the repository's ansible.cfg, and the repository
+# root as the working directory, where the scripts' relative paths start.
+ensure_dev_venv() {
+    ensure_venv "$VENV" "$ROOT/requirements-dev.txt"
+    export PATH="$VENV/bin:$PATH"
+    export ANSIBLE_CONFIG="$ROOT/ansible.cfg"
+    cd "$ROOT"
 }
 
 # ensure_docker: a Docker engine that answers, for Molecule. Installs docker.io and mmdebstrap
@@ -62,12 +84,3 @@ ensure_docker() {
     echo "dockerd did not answer within 60 s; see /var/log/storyart-dockerd.log" >&2
     exit 1
 }
-
-ensure_venv "$VENV" "$ROOT/requirements-dev.txt"
-COMPAT_VENV="$VENV/redis-py-4.3"
-OLDEST_ANSIBLE_VENV="$VENV/ansible-2.16"
-SERVERS_VENV="$VENV/servers"
-
-export PATH="$VENV/bin:$PATH"
-export ANSIBLE_CONFIG="$ROOT/ansible.cfg"
-cd "$ROOT"
