@@ -102,12 +102,19 @@ options:
     default: []
   batch_size:
     description:
-      - Keys (and index members) handled per server round trip and per SCAN COUNT, from 1 to
-        10000; fewer at a low O(max_keys_per_second).
-      - Each batch runs as one Lua script that blocks other clients while it runs, so lower it
-        for very large values.
+      - The most keys (and index members) one server call handles, and its SCAN COUNT, from 1
+        to 10000; fewer at a low O(max_keys_per_second).
+      - Below it, each call is sized by the server time it takes, not by a key count. Each
+        call runs as one Lua script that blocks other clients while it runs, and measures its
+        own time; the next call of its kind takes as many keys as fill about 20 ms, so each
+        stays well under the 50 ms at which replicas and Sentinel notice. Calls start at 1000
+        keys (or O(batch_size) if lower), grow at most twofold from one call to the next, and
+        shrink at once, for large values, a busy server or a slow strategy. Over a slow link
+        large calls save round trips; the byte budget (O(max_batch_bytes)) bounds them too.
+      - Where the server cannot time a call (C(TIME) frozen in scripts and no C(os.clock), or
+        C(TIME) denied), calls keep their size.
     type: int
-    default: 1000
+    default: 10000
   max_keys_per_second:
     description:
       - Pace the run to at most this many keys and index entries per second, for a busy
@@ -191,9 +198,11 @@ notes:
     server has evicted nothing since the run started; otherwise it stops at once with the
     counts so far. Without C(maxmemory) it judges against the machine's free memory and says
     so.
-  - Each server call stops at a byte budget (O(max_batch_bytes)) as well as a key count, so
-    no call stalls the server, its replicas or Sentinel; a key larger than the budget goes
-    alone.
+  - Each server call is sized by the server time it takes (about 20 ms, O(batch_size) keys
+    at most) and stops at a byte budget (O(max_batch_bytes)), so no call stalls the server,
+    its replicas or Sentinel; a key larger than the budget goes alone. What a call wrote is
+    read back in the round trip of the next call, so over a slow link each call costs one
+    round trip.
   - High availability. With O(sentinel_hosts) it asks Sentinel for the primary and connects
     there; a replica it is pointed at is refused, naming its primary. Through the run it
     watches the primary. What it writes is acknowledged by O(min_replicas) replicas every

@@ -27,6 +27,11 @@ engine as it runs by default there, each call's writes acknowledged by the repli
 in turn with the same engine told to wait for no replica (min_replicas 0), three times each
 (--rounds), median kept: what the high-availability safety costs.
 
+The link: --link-sessions sessions (100,000 by default) and their index migrated direct, then
+through a proxy adding --link-delay (20 ms) each way, as a Redis in another zone or the
+controller's mode does: the wall time and the request round trips of each (tests/helpers/
+latency.py counts them). `--only link` runs this section alone.
+
 Large sessions: 100 KB to 2 MB of incompressible bytes, with COPY and DUMP/RESTORE, with the
 byte budget and without: the longest server call and the latency another client sees.
 
@@ -47,6 +52,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import dataclasses
 import itertools
 import json
 import os
@@ -66,13 +72,19 @@ import redis
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-# The tests' own throwaway server, and the engine as the tests import it.
-from helpers import RedisServer, engine  # noqa: E402
+# The tests' own throwaway server and latency proxy, and the engine as the tests import it.
+from helpers import LatencyProxy, RedisServer, engine  # noqa: E402
 
 SESSION = b"storyart:session:%d"
 INDEX = b"storyart:sessions:index"
 START = 1704067200000
 TTL = 604800
+# Index entries a ZADD NX of the floor adds.
+FLOOR_BATCH = 1000
+# The engine's own batch_size: the most keys a call takes, each sized by its server time.
+ENGINE_BATCH = {item.name: item.default for item in dataclasses.fields(engine.MigrationOptions)}[
+    "batch_size"
+]
 _servers = itertools.count()
 
 
@@ -126,7 +138,8 @@ def resp(*args):
 
 
 def floor(server, count, batch):
-    """redis-cli --pipe with the bare commands of the job; the server's own cost."""
+    """redis-cli --pipe with the bare commands of the job; the server's own cost: ZADD NX of
+    ``batch`` index entries a command."""
     commands = [resp("SELECT", 1)]
     commands += [resp("COPY", SESSION % (START + n), SESSION % (START + n), "DB", 0)
                  for n in range(count)]  # fmt: skip
@@ -214,8 +227,9 @@ def engine_child(port, settings, options):
     )))  # fmt: skip
 
 
-def run_engine(server, *, probe=False, settings=None, **options):
-    """One engine run in a child process; ``options`` are MigrationOptions fields."""
+def run_engine(server, *, probe=False, settings=None, port=None, **options):
+    """One engine run in a child process; ``options`` are MigrationOptions fields. ``port``:
+    where the engine connects, when not the server's own (a proxy in front of it)."""
     latency = LatencyProbe(server) if probe else None
     admin = server.client(0)
     # Every command of 1 ms or more is logged: the longest shows what a batch blocks the server.
@@ -225,7 +239,7 @@ def run_engine(server, *, probe=False, settings=None, **options):
     if latency:
         latency.start()
     out = subprocess.run(
-        [sys.executable, __file__, "--engine-child", str(server.port),
+        [sys.executable, __file__, "--engine-child", str(port or server.port),
          json.dumps(settings or {}), json.dumps(options)],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
@@ -412,7 +426,7 @@ def one_size(args, workdir, count, first):
         seed(server, count)
         unguarded = unguarded_user(server)
         run = medians({
-            "floor": lambda: floor(server, count, batch),
+            "floor": lambda: floor(server, count, FLOOR_BATCH),
             "engine": lambda: run_engine(server, batch_size=batch, probe=True),
             "engine_unguarded": lambda: run_engine(
                 server, settings=unguarded, batch_size=batch, memory_check=False
@@ -426,7 +440,7 @@ def one_size(args, workdir, count, first):
         method("module", lambda: run_module(server, workdir, batch))
         # A dry run into a full db 0, as before a rerun: everything is classified present.
         reset_target(server)
-        floor(server, count, batch)
+        floor(server, count, FLOOR_BATCH)
         t["engine_dry_run"] = run_engine(server, dry_run=True, batch_size=batch)["seconds"]
         if first and args.rate:
             limited = method("rate", lambda: run_engine(
@@ -568,6 +582,43 @@ def replicated(args, workdir, results):
     )
 
 
+def link(args, workdir, results):
+    """The engine over a long link, as a Redis in another zone or the controller's mode puts
+    one: --link-sessions sessions and their index migrated direct, then through a proxy that
+    delivers every chunk --link-delay seconds late each way, with the request round trips each
+    took (counted by the proxy; the direct run's in a second run through it with no delay)."""
+    count = args.link_sessions
+    server = start_server(workdir)
+    rows = results["link"] = {}
+    try:
+        print(f"Seeding {count} sessions for the link...", flush=True)
+        seed(server, count)
+        reset_target(server)
+        direct = run_engine(server, batch_size=args.batch_size)
+        check_migrated(server, count)
+        for name, delay in (("direct", 0.0), ("slow link", args.link_delay)):
+            proxy = LatencyProxy(server.port, delay)
+            try:
+                reset_target(server)
+                run = run_engine(server, port=proxy.port, batch_size=args.batch_size)
+                check_migrated(server, count)
+            finally:
+                proxy.close()
+            rows[name] = dict(
+                delay_ms_each_way=round(delay * 1000),
+                seconds=round((direct if delay == 0 else run)["seconds"], 2),
+                round_trips=proxy.round_trips,
+                longest_call_ms=run["server_blocked"]["longest_ms"],
+            )
+    finally:
+        stop_server(server)
+    print(f"{count} sessions and their index, over a link adding:")
+    print("each way   wall time   request round trips   longest call")
+    for row in rows.values():
+        print(f"{row['delay_ms_each_way']:>5} ms  {row['seconds']:>8} s  {row['round_trips']:>20}"
+              f"   {row['longest_call_ms']} ms")  # fmt: skip
+
+
 def unguarded_user(server):
     """A user denied MEMORY: the engine then sizes no key, so with memory_check off it runs
     with neither the memory guard nor the byte budget."""
@@ -671,6 +722,17 @@ def machine():
     )  # fmt: skip
 
 
+# Each section of the benchmark, in the order a full run goes through them.
+SECTIONS = {
+    "sizes": every_size,
+    "link": link,
+    "replicated": replicated,
+    "large-sessions": large_sessions,
+    "pacing": pacing,
+    "fleet": fleet,
+}
+
+
 def main():
     if len(sys.argv) > 1 and sys.argv[1] == "--engine-child":
         port, settings, options = sys.argv[2:5]
@@ -681,7 +743,9 @@ def main():
         "--sessions", type=int, nargs="*", default=[200_000, 1_000_000, 3_000_000],
         help="sizes to measure, smallest first; none: skip",
     )  # fmt: skip
-    parser.add_argument("--batch-size", type=int, default=1000)
+    parser.add_argument(
+        "--batch-size", type=int, default=ENGINE_BATCH, help="the engine's (the most keys a call)"
+    )
     parser.add_argument(
         "--rounds", type=int, default=3,
         help="runs of the floor, the engine and the unguarded engine, in turn; the median counts",
@@ -709,26 +773,37 @@ def main():
     parser.add_argument(
         "--pacing-seconds", type=float, default=8, help="what each paced run should take"
     )
-    parser.add_argument("--output", default=str(ROOT / "reports" / "bench.json"))
+    parser.add_argument("--link-sessions", type=int, default=100_000, help="0: skip the link")
+    parser.add_argument("--link-delay", type=float, default=0.02, help="seconds, each way")
+    parser.add_argument(
+        "--only", choices=SECTIONS, help="run this section alone, with its own options"
+    )
+    parser.add_argument(
+        "--output", help="default: reports/bench.json, or reports/bench-SECTION.json with --only"
+    )
     args = parser.parse_args()
+    output = Path(
+        args.output or ROOT / "reports" / f"bench{'-' + args.only if args.only else ''}.json"
+    )
     if shutil.which("redis-server") is None:
         raise SystemExit("redis-server is not installed")
     results = dict(machine=machine(), batch_size=args.batch_size)
+    wanted = {
+        "sizes": bool(args.sessions),
+        "link": bool(args.link_sessions),
+        "replicated": bool(args.replicated),
+        "large-sessions": bool(args.large_sessions),
+        "pacing": bool(args.pacing),
+        "fleet": not args.skip_fleet,
+    }
     with tempfile.TemporaryDirectory() as workdir:
-        if args.sessions:
-            every_size(args, workdir, results)
-        if args.replicated:
-            replicated(args, workdir, results)
-        if args.large_sessions:
-            large_sessions(args, workdir, results)
-        if args.pacing:
-            pacing(args, workdir, results)
-        if not args.skip_fleet:
-            fleet(args, workdir, results)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(results, indent=2) + "\n")
+        for name, section in SECTIONS.items():
+            if wanted[name] if args.only is None else name == args.only:
+                section(args, workdir, results)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(json.dumps(results, indent=2) + "\n")
     print(json.dumps(results, indent=2))
-    print(f"Written to {args.output}")
+    print(f"Written to {output}")
 
 
 if __name__ == "__main__":

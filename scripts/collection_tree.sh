@@ -4,6 +4,7 @@
 #   module_utils/, doc_fragments/ -> plugins/module_utils/, plugins/doc_fragments/
 #   roles/, playbooks/            -> roles/, playbooks/  (the role's module call by FQCN)
 #   collection/*, LICENSE         -> galaxy.yml, meta/, README, changelog, EE dependencies
+#   docs/docsite/                 -> docs/docsite/  (the guides antsibull-docs renders)
 # The repository keeps its own layout, run through ansible.cfg; the collection is a second
 # way in, for operators who install it into their own repository.
 
@@ -21,7 +22,7 @@ stage_collection() {
     mkdir -p "$dest/plugins/modules" "$dest/plugins/module_utils" "$dest/plugins/doc_fragments"
     # Only what git tracks or would track, so nothing ignored (caches, reports) slips in.
     git -C "$ROOT" ls-files -z --cached --others --exclude-standard \
-        collection roles playbooks module_utils doc_fragments LICENSE |
+        collection roles playbooks module_utils doc_fragments docs LICENSE |
         while IFS= read -r -d '' path; do
             [ -e "$ROOT/$path" ] || continue # deleted, not yet committed
             local target=$path

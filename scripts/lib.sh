@@ -11,6 +11,7 @@ VENV="$ROOT/.venv"
 COMPAT_VENV="$VENV/redis-py-4.3"
 OLDEST_ANSIBLE_VENV="$VENV/ansible-2.16"
 SERVERS_VENV="$VENV/servers"
+DOCS_VENV="$VENV/docs"
 
 # apt_install PACKAGE...: as root, or through sudo.
 apt_install() {

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Every test and lint: ruff, ansible-lint (production profile), ansible-doc, pytest against
 # real redis-server processes, the Ansible tests again on the oldest ansible-core declared,
-# ansible-test sanity on the collection on both, galaxy-importer on its tarball, the engine's
-# tests on other servers and redis-py 4.3, then Molecule. Extra arguments go to the first pytest run,
-# e.g. scripts/test.sh -k index
+# ansible-test sanity on the collection on both, its docs linted and its docsite built,
+# galaxy-importer on its tarball, the engine's tests on other servers and redis-py 4.3, then
+# Molecule. Extra arguments go to the first pytest run, e.g. scripts/test.sh -k index
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 ensure_redis
@@ -41,7 +41,8 @@ run_pytest() {
 # The tests that call the engine directly, which run again on every server and redis-py.
 ENGINE_TESTS=(tests/test_engine.py tests/test_engine_errors.py tests/test_engine_modes.py
     tests/test_faults.py tests/test_production.py tests/test_ha.py tests/test_primary_watch.py
-    tests/test_sentinel_auth.py tests/test_permissions.py tests/test_pacing.py)
+    tests/test_sentinel_auth.py tests/test_permissions.py tests/test_pacing.py
+    tests/test_long_link.py)
 
 stage "pytest (Redis $(redis-server --version | grep -o 'v=[0-9.]*'))"
 if [ "$#" -gt 0 ]; then
@@ -70,6 +71,9 @@ stage "ansible-test sanity on the collection as built, on the newest and oldest 
 # Some machines' package mirrors warn about every index they lack: hide only those lines.
 bash scripts/sanity.sh 2>&1 | { grep -v '^WARNING: Location' || true; }
 SANITY_VENV=$OLDEST_ANSIBLE_VENV bash scripts/sanity.sh 2>&1 | { grep -v '^WARNING: Location' || true; }
+
+stage "collection docs: antsibull-docs lint, then the HTML docsite, warnings as errors"
+bash scripts/build_docsite.sh
 
 stage "galaxy-importer on the collection tarball"
 bash scripts/galaxy_import.sh

@@ -8,6 +8,7 @@ from helpers import (
     DEBUG_CONFIG,
     REDIS_SERVER,
     HaTopology,
+    LatencyProxy,
     Proxy,
     RedisServer,
     make_certificates,
@@ -60,6 +61,22 @@ def proxy():
 
     def start(server):
         proxies.append(Proxy(server.port))
+        return proxies[-1]
+
+    yield start
+    for each in proxies:
+        each.close()
+
+
+@pytest.fixture
+def slow_link():
+    """Start latency proxies in front of servers: ``slow_link(server, delay)``, which delivers
+    every chunk ``delay`` seconds late each way and counts round trips; each is closed
+    afterwards."""
+    proxies = []
+
+    def start(server, delay):
+        proxies.append(LatencyProxy(server.port, delay))
         return proxies[-1]
 
     yield start

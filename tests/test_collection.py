@@ -99,6 +99,10 @@ def test_the_build_is_named_after_the_galaxy_version_and_ships_every_part(tarbal
         "playbooks/stop_sessions.yml",
         "plugins/modules/redis_db_migrate_stop.py",
         *(f"plugins/module_utils/redis_db_migration/{name}" for name in engine_files),
+        # The guides antsibull-docs renders with the module's and the role's pages.
+        "docs/docsite/extra-docs.yml",
+        "docs/docsite/links.yml",
+        *(f"docs/docsite/rst/{path.name}" for path in (ROOT / "docs/docsite/rst").glob("*.rst")),
     } <= files
     # Nothing of the repository's own: tests, scripts, local caches.
     assert not [name for name in files if name.startswith(("tests/output", "scripts", ".venv"))]
@@ -116,6 +120,17 @@ def test_ansible_doc_renders_the_module_from_the_installed_collection(operator_r
     # Options from the module and from its doc fragment.
     assert "max_keys_per_second" in shown
     assert "login_password" in shown
+
+
+def test_ansible_doc_renders_the_role_from_the_installed_collection(operator_repo):
+    """Its entry points and variables, from meta/argument_specs.yml: the role's reference."""
+    shown = run_checked(
+        [ANSIBLE_DOC, "-t", "role", ROLE], cwd=operator_repo.path, env=operator_repo.env()
+    )
+    for entry_point in ("main", "cleanup", "stop_running", "report_failure", "fail_failed_hosts"):
+        # ansible-core 2.19 stars the name when it prints without colour.
+        assert re.search(rf"^ENTRY POINT: \*?{entry_point}\*? - ", shown, re.M), entry_point
+    assert "storyart_session_migration_cleanup_confirm" in shown
 
 
 def test_an_operator_dry_runs_then_migrates_with_the_collections_playbook(operator_repo, sessions):

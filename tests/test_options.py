@@ -56,9 +56,11 @@ def test_every_module_option_is_a_role_variable_passed_to_the_module():
         assert re.search(rf"\b(?:__)?{variable}\b", str(passed[option])), option
 
 
-def test_every_role_variable_has_one_default_and_a_row_in_the_role_readme():
+@pytest.mark.ansible
+def test_every_role_variable_has_one_default_and_a_description_ansible_doc_shows(tmp_path):
     """The argument specs (the cleanup entry point holds every option but the stop's own)
-    agree with the defaults, and the README lists each variable."""
+    agree with the defaults, and `ansible-doc -t role` shows every variable with its
+    description: the role's reference, which its README points to instead of a table."""
     defaults = role_yaml("defaults/main.yml")
     specs = role_yaml("meta/argument_specs.yml")["argument_specs"]
     options = {
@@ -66,18 +68,37 @@ def test_every_role_variable_has_one_default_and_a_row_in_the_role_readme():
         **specs["stop_running"]["options"],
         **specs["report_failure"]["options"],
     }
-    readme = (ROLE / "README.md").read_text()
-    listed = set(re.findall(r"^\| `(storyart_session_migration_\w+)` \|", readme, re.M))
 
     main = set(specs["main"]["options"])
     assert set(specs["cleanup"]["options"]) == main | {PREFIX + "cleanup_confirm"}
     assert set(specs["stop_running"]["options"]) - main == {PREFIX + "stop_timeout"}
     assert set(specs["report_failure"]["options"]) == {PREFIX + "failed_entry_point"}
     assert specs["fail_failed_hosts"]["options"] == {}
-    assert listed == set(options) == set(defaults)
+    assert set(options) == set(defaults)
     for variable, spec in options.items():
         if "default" in spec:  # login_host's default is a template, in defaults/ only
             assert spec["default"] == defaults[variable], variable
+
+    proc = run_ansible(tmp_path, [ANSIBLE_DOC, "-t", "role", "-j", "storyart_session_migration"])
+    assert proc.returncode == 0, proc.stderr
+    entry_points = json.loads(proc.stdout)["storyart_session_migration"]["entry_points"]
+    assert set(entry_points) == set(specs)
+    shown = {}
+    for entry_point in entry_points.values():
+        shown.update(entry_point.get("options") or {})
+    assert set(shown) == set(defaults)
+    for variable, option in shown.items():
+        description = (
+            " ".join(option["description"])
+            if isinstance(option["description"], list)
+            else option["description"]
+        )
+        assert len(description.split()) >= 3, variable
+        assert "type" in option, variable
+    # The README no longer lists them: one place for each variable's meaning.
+    readme = (ROLE / "README.md").read_text()
+    assert not re.findall(r"^\| `storyart_session_migration_\w+` \|", readme, re.M)
+    assert "ansible-doc -t role" in readme
 
 
 def test_a_value_outside_its_range_is_refused_before_connecting():

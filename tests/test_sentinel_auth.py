@@ -17,8 +17,9 @@ SENTINEL_PASSWORD = "Sentinel-s3cret-xyz"  # noqa: S105 - a test Sentinel's, mea
 
 def readme_sentinel_grants():
     """The grants the README says a Sentinel ACL user needs."""
-    text = (ROOT / "README.md").read_text()
-    [sentence] = re.findall(r"What the Sentinels need, for a Sentinel ACL user[^.]*\.", text, re.S)
+    # The sentence as it reads, whatever its line breaks.
+    text = " ".join((ROOT / "README.md").read_text().split())
+    [sentence] = re.findall(r"What the Sentinels need, for a Sentinel ACL user[^.]*\.", text)
     return re.findall(r"`([+&][^`]+)`", sentence)
 
 

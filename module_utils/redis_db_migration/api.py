@@ -20,7 +20,9 @@ How a run goes (``runs``), one ``Session`` against one endpoint:
   pattern at a time, copy its keys without REPLACE and tell, atomically, whether each was
   copied, was already in the target, or has gone from the source. A call
   stops at a byte budget, and before any write the memory guard would refuse. Each index is
-  merged a ZSCAN page per call with ZADD NX. What a call wrote is read back at once.
+  merged a ZSCAN page per call with ZADD NX. What a call wrote is read back in the round
+  trip of the next call (``deferred``); each call takes as many keys as fill about 20 ms of
+  the server's time (``sizing``).
 * Verify (``verifier``): the copier's verb 'plan', writing nothing: what it would copy is
   missing. ``full_verify`` runs it right after a copy.
 * Clean up (``cleaner``, ``lua_cleanup``): delete from the source only keys whose copy has the
@@ -51,6 +53,7 @@ from .reports import ERROR_LIST_SIZE, SAMPLE_SIZE, MigrationReport
 from .running import RunRecord
 from .runs import MODES, cleanup, migrate, preflight, verify
 from .shown import shown
+from .sizing import CallSize
 from .stopping import stop_runs
 from .wording import mib
 
@@ -62,6 +65,7 @@ __all__ = [
     "MODES",
     "SAMPLE_SIZE",
     "STRATEGIES",
+    "CallSize",
     "CleanupReport",
     "ConnectionSettings",
     "Hooks",

@@ -6,9 +6,10 @@ from __future__ import annotations
 from .cleanup_report import CleanupReport, IndexCleanup
 from .errors import unwrapped
 from .in_flight import InFlight
-from .keys import batched, each_pattern, pages, scan_count
+from .key_walk import KeyWalk
 from .lua import BUDGET, CLEAN_GONE, DIFFERENT, DONE, IDENTICAL, NO_COPY
 from .lua_cleanup import CleanupReply, cleanup_arguments
+from .lua_copy import IndexReply, index_arguments
 from .primary import is_node_error
 from .redis_py import redis_errors
 from .shown import shown
@@ -38,32 +39,23 @@ class Cleaner:
         session = self.session
         verb = "plan" if session.options.dry_run else "delete"
         session.action = "cleaning up keys"
-        for batch in batched(self._matching_keys(), session.call_size):
-            # SCAN may return a key twice; a batch holds it once.
-            keys = list(dict.fromkeys(batch))
+        walk, size = KeyWalk(session), session.call_size("cleanup")
+        while True:
+            keys = walk.batch(size.keys)
+            if not keys:
+                break
             session.hooks.before_batch(keys)
-            self.clean_keys(keys, verb)
+            self.clean_keys(keys, verb, size)
             session.hooks.after_batch(keys)
             session.pace(len(keys))
         session.action = "cleaning up indexes"
         for name in session.index_names:
             self.clean_index(name)
 
-    def _matching_keys(self):
-        """Every source key matching a pattern, once per pattern list, never all at once: the
-        clean-up script compares keys it is given, so the SCAN runs here."""
-        session = self.session
-        count = scan_count(session.call_size)
-        skip = set(session.index_names)
-        for pattern, matched_before in each_pattern(session.patterns):
-            for key in session.source.scan_iter(match=pattern, count=count):
-                if key not in skip and not matched_before(key):
-                    yield key
-
-    def clean_keys(self, keys, verb):
+    def clean_keys(self, keys, verb, size):
         """One batch, in as many script calls as its byte budget needs: a call stops at its
         byte budget and the next takes the rest. A call the server refuses as a whole fails its
-        keys in the report."""
+        keys in the report. Each call's own time sizes the next batch (``size``)."""
         session, report, options = self.session, self.report, self.session.options
         report.found += len(keys)
         args = cleanup_arguments(
@@ -93,6 +85,7 @@ class Cleaner:
                 for key in pending:
                     report.add_error(key, error)
                 return
+            size.took(len(pending), reply.took_us, full=reply.ended == DONE)
             # The script has no per-key errors: its reads and UNLINK fail whole calls only.
             report.tally(pending[: len(reply.outcomes)], reply.outcomes, KINDS)
             session.watch.wrote(reply.outcomes.count(IDENTICAL))
@@ -118,30 +111,48 @@ class Cleaner:
 
     def clean_index(self, name):
         """Delete the source index when the target holds every entry of it and, WATCHed from
-        before the check, nothing changed it meanwhile."""
-        session = self.session
+        before the check, nothing changed it meanwhile. The index script, writing nothing,
+        reads a page of it a call, and counts the entries the target lacks."""
+        session, options = self.session, self.session.options
         index = IndexCleanup(name=name)
         self.report.indexes.append(index)
-        count = session.page_size(name)
+        size = session.page_size(name, "plan")
         with session.source.pipeline() as watched:
             # WATCH before the check: any change to the source index from here on, even one
             # that keeps its size, makes the EXEC of its deletion fail and the index is kept.
             watched.watch(name)
-            size = watched.zcard(name)
-            for page in pages(
-                lambda cursor: watched.zscan(name, cursor, count=count, score_cast_func=bytes)
-            ):
-                members = [member for member, _score in page]
-                index.found += len(members)
-                index.missing += sum(score is None for score in session.scores(name, members))
-                session.pace(len(members), watched)
-            if size == 0:
-                index.kept_because = f"it does not exist in db {session.options.source_db}"
+            cursor = 0
+            while True:
+                count = size.keys
+                raw, stop = session.write(
+                    session.scripts.index,
+                    args=index_arguments(
+                        options.source_db,
+                        options.target_db,
+                        "plan",
+                        session.guard.script_args,
+                        cursor=cursor,
+                        count=count,
+                        index=name,
+                    ),
+                )
+                if stop:
+                    raise stop
+                reply = IndexReply.from_reply(raw)
+                size.took(count, reply.took_us)
+                index.found += len(reply.members)
+                index.missing += reply.added
+                session.pace(len(reply.members), watched)
+                cursor = reply.cursor
+                if int(cursor) == 0:
+                    break
+            if index.found == 0:
+                index.kept_because = f"it does not exist in db {options.source_db}"
             elif index.missing:
                 index.kept_because = (
-                    f"{index.missing} of its entries are not in db {session.options.target_db}"
+                    f"{index.missing} of its entries are not in db {options.target_db}"
                 )
-            elif session.options.dry_run:
+            elif options.dry_run:
                 index.deleted = True
             else:
                 self._delete_index(index, watched)

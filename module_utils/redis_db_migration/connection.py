@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 from dataclasses import dataclass, replace
 
@@ -15,6 +16,31 @@ try:
     from redis.retry import Retry
 except ImportError:  # no redis-py, or one before 4.0: refused by redis_py_problem()
     NoBackoff = Retry = None
+try:
+    from redis.maint_notifications import MaintNotificationsConfig
+except ImportError:  # redis-py before 8.0, which sends no such handshake
+    MaintNotificationsConfig = None
+
+
+def _quiet_handshake():
+    """The client options that leave out what newer redis-py sends, a round trip each, when it
+    opens a connection and the run never reads: CLIENT SETINFO of its name and its version
+    (5.0+), and the handshake of maintenance notifications (8.0+, which only managed clusters
+    send). Over a long link three round trips a connection."""
+    if redis is None:
+        return {}
+    known = inspect.signature(redis.Redis.__init__).parameters
+    quiet = {}
+    if "driver_info" in known:
+        quiet["driver_info"] = None
+    elif "lib_name" in known:
+        quiet.update(lib_name=None, lib_version=None)
+    if MaintNotificationsConfig is not None and "maint_notifications_config" in known:
+        quiet["maint_notifications_config"] = MaintNotificationsConfig(enabled=False)
+    return quiet
+
+
+QUIET_HANDSHAKE = _quiet_handshake()
 
 
 @dataclass(frozen=True)
@@ -117,6 +143,7 @@ class ConnectionSettings:
         ``redis_connect_func`` to check each connection it opens (primary.PrimaryWatch)."""
         kwargs = dict(
             extra,
+            **QUIET_HANDSHAKE,
             db=db,
             username=self.username,
             password=self.password,

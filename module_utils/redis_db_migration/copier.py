@@ -7,7 +7,7 @@ from __future__ import annotations
 from functools import partial
 
 from .in_flight import InFlight
-from .keys import display, each_pattern, pages
+from .keys import display, each_pattern
 from .lua import COPIED, DONE, EVICTED, GONE, MEMORY, PRESENT
 from .lua_copy import CopyReply, IndexReply, copy_arguments, index_arguments
 from .reports import IndexReport
@@ -46,11 +46,10 @@ class Copier:
 
     def copy_keys(self, pattern, matched_before, verb):
         """Every key of ``pattern``, a batch per script call, each call finding its own batch
-        with SCAN on the server. ``matched_before(key)``: whether a pattern already gone
-        through matches the key."""
+        with SCAN on the server, as many keys as its kind of call takes now (sizing.py).
+        ``matched_before(key)``: whether a pattern already gone through matches the key."""
         session, report, options = self.session, self.report, self.session.options
-        size = session.call_size
-        in_flight = InFlight(size, 0, f"may have copied up to {size} more keys (its batch)")
+        size = session.call_size(("keys", verb))
         arguments = partial(
             copy_arguments,
             options.source_db,
@@ -59,19 +58,24 @@ class Copier:
             session.guard.script_args,
             budget=session.budget("copy" if verb in ("plan", "copy") else "dump-restore"),
             sized=session.sized and not report.verify_only,
-            batch_size=size,
             pattern=pattern,
             index_names=session.index_names,
         )
         cursor, left = "0", []
         while cursor or left:
             session.hooks.before_batch(left)
+            asked = size.keys
+            in_flight = None
+            if verb != "plan":
+                what = f"may have copied up to {asked} more keys (its batch)"
+                in_flight = InFlight(asked, 0, what)
             raw, stop = session.write(
                 session.scripts.copy,
-                args=arguments(cursor=cursor, left=left),
-                in_flight=in_flight if verb != "plan" else None,
+                args=arguments(batch_size=asked, cursor=cursor, left=left),
+                in_flight=in_flight,
             )
             reply = CopyReply.from_reply(raw)
+            size.took(asked, reply.took_us, full=len(reply.handled) == asked)
             cursor, left = reply.cursor, reply.left
             session.stop_on_node_errors(
                 code for code in reply.outcomes if not isinstance(code, int)
@@ -111,10 +115,17 @@ class Copier:
         return [pair[0] for pair in kept], [pair[1] for pair in kept]
 
     def _read_back(self, copied):
-        """Read back the keys a call copied; a key gone from both dbs has expired since."""
+        """Read back the keys a call copied, in the next round trip (Session.defer_read)."""
         session = self.session
         session.hooks.before_read_back(copied)
-        if not copied or session.target.exists(*copied) == len(copied):
+        if copied:
+            exists = [("EXISTS", *copied)]
+            session.defer_read(session.options.target_db, exists, partial(self._read, copied))
+
+    def _read(self, copied, replies):
+        """What the read-back of ``copied`` found; a key gone from both dbs has expired since."""
+        session = self.session
+        if replies[0] == len(copied):
             return
         in_target = each(session.target, "exists", copied)
         missing = [key for key, found in zip(copied, in_target) if not found]
@@ -126,25 +137,28 @@ class Copier:
                 self.report.expired_after_copy += 1
 
     def merge_index(self, name, verb):
-        """Merge (or plan) one index, a page per script call."""
+        """Merge (or plan) one index, a page per script call, each page as many entries as
+        such a call takes now (sizing.py)."""
         session = self.session
         index = IndexReport(name=name)
         self.report.indexes.append(index)
         verb = "plan" if verb == "plan" else "merge"
         options = session.options
-        count = session.page_size(name)
-        in_flight = InFlight(
-            0,
-            count,
-            f"may have added up to about {count} more entries to index '{shown(name)}' (a ZSCAN "
-            f"page, which may run a little over its COUNT)",
-        )
-
-        def page(cursor):
+        size = session.page_size(name, verb)
+        cursor = 0
+        while True:
             session.hooks.before_index_page(name)
+            count = size.keys
+            in_flight = None
+            if verb == "merge":
+                in_flight = InFlight(
+                    0,
+                    count,
+                    f"may have added up to about {count} more entries to index "
+                    f"'{shown(name)}' (a ZSCAN page, which may run a little over its COUNT)",
+                )
             raw, stop = session.write(
                 session.scripts.index,
-                keys=[name],
                 args=index_arguments(
                     options.source_db,
                     options.target_db,
@@ -152,38 +166,44 @@ class Copier:
                     session.guard.script_args,
                     cursor=cursor,
                     count=count,
+                    index=name,
                 ),
-                in_flight=in_flight if verb == "merge" else None,
+                in_flight=in_flight,
             )
             reply = IndexReply.from_reply(raw)
-            return reply.cursor, (reply, stop)
-
-        for reply, stop in pages(page):
+            size.took(count, reply.took_us)
             if reply.ended != DONE:
                 raise session.guard.stop(
                     reply.ended, reply.need, reply.used_memory, reply.ceiling, reply.evicted_keys
                 )
-            members = reply.members
-            session.stop_on_node_errors([reply.error] if reply.error else [])
-            index.found += len(members)
-            if reply.error:
-                index.failed += len(members)
-                self.report.add_error(name, session.settings.scrub(display(reply.error)))
-            else:
-                index.added += reply.added
-                index.present += reply.present
-                index.orphans += reply.orphans
-                if verb != "plan" and members:
-                    session.hooks.after_index_page(name, members)
-                    self._read_back_members(index, members)
-            session.watch.wrote(reply.added)
+            self._count_page(index, reply, verb)
             if stop:
                 raise stop
-            session.pace(len(members))
+            session.pace(len(reply.members))
+            cursor = reply.cursor
+            if int(cursor) == 0:
+                return
 
-    def _read_back_members(self, index, members):
-        """Read back the members a page merged from the target index."""
-        for member, score in zip(members, self.session.scores(index.name, members)):
+    def _count_page(self, index, reply, verb):
+        """Count what a page of ``index`` merged (or would), and read back what it merged."""
+        session, members = self.session, reply.members
+        session.stop_on_node_errors([reply.error] if reply.error else [])
+        index.found += len(members)
+        if reply.error:
+            index.failed += len(members)
+            self.report.add_error(index.name, session.settings.scrub(display(reply.error)))
+        else:
+            index.added += reply.added
+            index.present += reply.present
+            index.orphans += reply.orphans
+            if verb != "plan" and members:
+                session.hooks.after_index_page(index.name, members)
+                session.read_back_scores(index.name, members, partial(self._scores, index, members))
+        session.watch.wrote(reply.added)
+
+    def _scores(self, index, members, scores):
+        """What the read-back of the members a page merged found in the target index."""
+        for member, score in zip(members, scores):
             if score is None:
                 index.missing += 1
                 self.report.add_missing(f"index {shown(index.name)} member {shown(member)}")

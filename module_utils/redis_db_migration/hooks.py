@@ -14,7 +14,8 @@ class Hooks:
         call found and left over (it stopped at its byte budget), usually none."""
 
     def after_batch(self, keys):
-        """The keys a call handled, what it copied read back."""
+        """The keys a call handled, counted; what it copied is read back in the round trip of
+        the next call (or the run's last)."""
 
     def before_read_back(self, keys):
         """The keys one server call has just copied, before they are read back."""

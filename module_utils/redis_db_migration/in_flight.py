@@ -31,15 +31,16 @@ RESYNC_SECONDS = 60.0
 
 
 class ServerClock:
-    """The server's clock, read with TIME on ``client``, to give calls their deadline."""
+    """The server's clock, read with TIME on ``client``, to give calls their deadline.
+    ``reading``: the reply of a TIME just received in another round trip, which saves one."""
 
-    def __init__(self, client, socket_timeout):
+    def __init__(self, client, socket_timeout, reading=None):
         self.client = client
         self.window = socket_timeout
-        self._read()
+        self._read(reading)
 
-    def _read(self):
-        seconds, micros = self.client.time()
+    def _read(self, reading=None):
+        seconds, micros = reading or self.client.time()
         self.read_at = time.monotonic()
         self.origin_ms = seconds * 1000 + micros // 1000
 

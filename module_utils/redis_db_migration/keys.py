@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from itertools import islice
 
 
 def display(name):
@@ -111,15 +110,6 @@ def scan_count(batch_size):
     return max(batch_size, 10)
 
 
-def batched(iterable, size):
-    iterator = iter(iterable)
-    while True:
-        batch = list(islice(iterator, size))
-        if not batch:
-            return
-        yield batch
-
-
 def scanned_share(cursor):
     """The share of a db's keys a SCAN has gone through when it returns ``cursor``.
 
@@ -128,13 +118,3 @@ def scanned_share(cursor):
     """
     cursor = int(cursor)
     return int(f"{cursor:064b}"[::-1], 2) / 2**64 if cursor else 1.0
-
-
-def pages(fetch):
-    """Each page of a SCAN-style cursor walk; ``fetch(cursor)`` returns (next cursor, page)."""
-    cursor = 0
-    while True:
-        cursor, page = fetch(cursor)
-        yield page
-        if int(cursor) == 0:
-            return

@@ -22,26 +22,45 @@ IDENTICAL, DIFFERENT, NO_COPY, CLEAN_GONE = 0, 1, 2, 3
 DONE, BUDGET, MEMORY, EVICTED, EXPIRED = 0, 1, 2, 3, 4
 
 # Every script starts with this. Redis 5 and 6 let a script write after a non-deterministic
-# command (TIME, INFO, SCAN) only when it replicates its effects; Redis 7 always does.
+# command (TIME, INFO, SCAN) only when it replicates its effects; Redis 7 always does. Then it
+# reads the server's clock: the deadline (LUA_DEADLINE) is judged against it, and took_us()
+# gives the call's own duration, which sizes the next call (sizing.py). Some servers (Valkey)
+# freeze TIME for the length of a script: their CPU clock (os.clock, which they offer) counts
+# instead; where neither moves, or TIME is denied (verify needs no TIME), took_us() is 0 and the
+# caller keeps the size it has.
 LUA_HEADER = f"""
 if redis.replicate_commands then redis.replicate_commands() end
 local COPIED, PRESENT, GONE = {COPIED}, {PRESENT}, {GONE}
 local IDENTICAL, DIFFERENT, NO_COPY, CLEAN_GONE = {IDENTICAL}, {DIFFERENT}, {NO_COPY}, {CLEAN_GONE}
 local DONE, BUDGET, MEMORY, EVICTED, EXPIRED = {DONE}, {BUDGET}, {MEMORY}, {EVICTED}, {EXPIRED}
 local KEY_OVERHEAD, INDEX_ENTRY_BYTES = {KEY_OVERHEAD}, {INDEX_ENTRY_BYTES}
+local function now_us()
+  local now = redis.pcall('TIME')
+  if now.err then return 0 end
+  return tonumber(now[1]) * 1000000 + tonumber(now[2])
+end
+local cpu_clock = nil
+pcall(function() cpu_clock = os.clock end)
+local started_us, started_cpu = now_us(), cpu_clock and cpu_clock() or 0
+local function took_us()
+  local took = now_us() - started_us
+  if took == 0 and cpu_clock then took = math.floor((cpu_clock() - started_cpu) * 1000000) end
+  return took
+end
 """
 
 # The deadline of a call that writes, in its last ARGV: the time in ms on the server's clock
-# after which it must not run, or 0 for none (in_flight.py). It is checked before anything
-# else, so a call that reaches the server later (held in a stalled network after its caller
-# gave up) returns {EXPIRED, the server's time} and changes nothing. Scripts replicate their
-# effects, not themselves (LUA_HEADER): replicas and the AOF replay what a call did, or
-# nothing, and never judge its deadline again.
+# after which it must not run, or 0 for none (in_flight.py). It is checked, against the time
+# LUA_HEADER read, before anything else, so a call that reaches the server later (held in a
+# stalled network after its caller gave up) returns {EXPIRED, the server's time} and changes
+# nothing. Scripts replicate their effects, not themselves (LUA_HEADER): replicas and the AOF
+# replay what a call did, or nothing, and never judge its deadline again.
 LUA_DEADLINE = """
 local not_after = tonumber(ARGV[#ARGV])
 if not_after > 0 then
-  local now = redis.call('TIME')
-  now = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+  -- Without the time, no deadline can be judged: the call fails with TIME's own error.
+  if started_us == 0 then redis.call('TIME') end
+  local now = math.floor(started_us / 1000)
   if now > not_after then return {EXPIRED, now} end
 end
 """

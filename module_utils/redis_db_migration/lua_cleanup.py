@@ -103,7 +103,7 @@ if verb == 'delete' and #identical > 0 then
     redis.call('UNLINK', unpack(identical, first, math.min(first + 999, #identical)))
   end
 end
-return {ended, spent, out}
+return {ended, spent, out, took_us()}
 """
 )
 
@@ -126,6 +126,7 @@ class CleanupReply(NamedTuple):
     ended: int  # lua.DONE or BUDGET
     compared: int  # bytes compared
     outcomes: list  # one per key handled, in the order of KEYS
+    took_us: int  # the call's own server time, 0 when unknown (lua.LUA_HEADER)
 
     @classmethod
     def from_reply(cls, raw):

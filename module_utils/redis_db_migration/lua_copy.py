@@ -53,7 +53,7 @@ local function reply(ended, spent, out, used, ceiling, evicted, need)
   for i, key in ipairs(keys) do
     if i <= #out then handled[i] = key else left[#left + 1] = key end
   end
-  return {ended, spent, handled, out, used, ceiling, evicted, need, cursor, left}
+  return {ended, spent, handled, out, used, ceiling, evicted, need, cursor, left, took_us()}
 end
 
 local function in_target(key)
@@ -207,13 +207,17 @@ class CopyReply(NamedTuple):
     need: int  # bytes of the key that the memory guard found no room for
     cursor: bytes  # where the next call goes on, b'' once the walk is over
     left: list  # the keys found and not handled, for the next call
+    took_us: int  # the call's own server time, 0 when unknown (lua.LUA_HEADER)
 
     @classmethod
     def from_reply(cls, raw):
         return cls(*raw)
 
 
-# KEYS[1]: the index sorted set; its verb: 'plan' or 'merge'; its arguments: index_arguments().
+# Its verb: 'plan' or 'merge'; its arguments: index_arguments(), the index sorted set among
+# them. No key is declared in KEYS, as in the copy script: ACL then checks each command on the
+# index, so a user who may only read the source index may still check it (the clean-up does,
+# with 'plan').
 # Reads one page of the source index and merges it into the target index on the server:
 # members already in the target keep their score (ZADD NX, whose reply counts the members it
 # added). Returns an IndexReply. A page the memory guard stops is not merged at all, and the
@@ -223,12 +227,14 @@ INDEX_SCRIPT = (
     + LUA_DEADLINE
     + LUA_MEMORY_GUARD
     + """
-local src, dst, verb, index = ARGV[1], ARGV[2], ARGV[3], KEYS[1]
-local cursor, count = ARGV[8], ARGV[9]
+local src, dst, verb = ARGV[1], ARGV[2], ARGV[3]
+local cursor, count, index = ARGV[8], ARGV[9], ARGV[10]
 local room, used, ceiling, evicted = math.huge, 0, 0, evicted_at_start
 if verb == 'merge' then
   room, used, ceiling, evicted = memory_room(dst, 0)
-  if not room then return {EVICTED, cursor, 0, 0, 0, {}, '', 0, used, ceiling, evicted} end
+  if not room then
+    return {EVICTED, cursor, 0, 0, 0, {}, '', 0, used, ceiling, evicted, took_us()}
+  end
 end
 redis.call('SELECT', src)
 local page = redis.call('ZSCAN', index, cursor, 'COUNT', count)
@@ -262,7 +268,7 @@ else
   -- Only the entries the target lacks take memory: count them before refusing the page.
   if need > room then need = bytes(new_members()) end
   if need > 0 and need > room then
-    return {MEMORY, cursor, 0, 0, 0, {}, '', need, used, ceiling, evicted}
+    return {MEMORY, cursor, 0, 0, 0, {}, '', need, used, ceiling, evicted, took_us()}
   end
   for first = 1, #scored, 2000 do
     local last = math.min(first + 1999, #scored)
@@ -292,17 +298,18 @@ if in_target < #members then
   for _, member in ipairs(elsewhere) do orphans = orphans + 1 - redis.call('EXISTS', member) end
 end
 return {DONE, page[1], added, #members - added, orphans, members, err, need, used, ceiling,
-  evicted}
+  evicted, took_us()}
 """
 )
 
 
-def index_arguments(source_db, target_db, verb, guard, *, cursor, count):
+def index_arguments(source_db, target_db, verb, guard, *, cursor, count, index):
     """The index script's ARGV; Session.write() adds the deadline last (LUA_DEADLINE)."""
     return [
         *guarded_arguments(source_db, target_db, verb, guard),  # ARGV[1..7]
         cursor,  # ARGV[8]: the ZSCAN cursor
-        count,  # ARGV[9]: ZSCAN COUNT, sized by the caller to the byte budget
+        count,  # ARGV[9]: ZSCAN COUNT, sized by the caller to its time and the byte budget
+        index,  # ARGV[10]: the index sorted set
     ]
 
 
@@ -320,6 +327,7 @@ class IndexReply(NamedTuple):
     used_memory: int
     ceiling: int
     evicted_keys: bytes
+    took_us: int  # the call's own server time, 0 when unknown (lua.LUA_HEADER)
 
     @classmethod
     def from_reply(cls, raw):

@@ -34,7 +34,7 @@ for i, key in ipairs(names) do
     total = total + sizes[i] + KEY_OVERHEAD
   end
 end
-return {page[1], #names, to_copy, total}
+return {page[1], #names, to_copy, total, took_us()}
 """
 )
 
@@ -57,6 +57,7 @@ class EstimateReply(NamedTuple):
     matching: int  # keys matching the pattern
     to_copy: int  # of these, the keys the target lacks
     bytes_to_copy: int  # their MEMORY USAGE, with KEY_OVERHEAD each
+    took_us: int  # the call's own server time, 0 when unknown (lua.LUA_HEADER)
 
     @classmethod
     def from_reply(cls, raw):

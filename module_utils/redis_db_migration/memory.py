@@ -81,10 +81,13 @@ class MemoryGuard:
         session = self.session
         totals, exact = [0.0, 0.0, 0.0], True
         options = session.options
-        count = scan_count(options.batch_size)
+        # Each key costs the estimate a MEMORY USAGE and an EXISTS, whatever its value (a
+        # large collection's is sampled): half the sample is a call well under the target.
+        size = session.call_size("estimate", first=ESTIMATE_SAMPLE // 2)
         for pattern in session.patterns:
             cursor, seen = 0, [0, 0, 0]
             while True:
+                count = scan_count(size.keys)
                 args = estimate_arguments(
                     options.source_db,
                     options.target_db,
@@ -95,6 +98,7 @@ class MemoryGuard:
                 reply = EstimateReply.from_reply(
                     session.scripts.estimate(keys=session.index_names, args=args)
                 )
+                size.took(count, reply.took_us)
                 cursor = reply.cursor
                 seen = [total + part for total, part in zip(seen, reply.counts)]
                 if int(cursor) == 0 or seen[0] >= ESTIMATE_SAMPLE:
@@ -105,8 +109,7 @@ class MemoryGuard:
         matching, to_copy, needed = totals
         # The index entries come with the keys they index: the same share is still to add.
         if matching:
-            source = session.source
-            index_bytes = sum(source.memory_usage(name) or 0 for name in session.index_names)
+            index_bytes = sum(used for _entries, used in session.index_sizes.values())
             needed += index_bytes * to_copy / matching
         return dict(
             estimate="exact" if exact else "sampled",

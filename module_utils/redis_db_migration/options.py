@@ -62,7 +62,8 @@ class MigrationOptions:
     target_db: int = option("int")
     patterns: tuple = option("list", elements="str")
     indexes: tuple = option("list", (), elements="str")
-    batch_size: int = option("int", 1000)
+    # The most keys one call takes; below it each call is sized by its server time (sizing.py).
+    batch_size: int = option("int", MAX_BATCH_SIZE)
     strategy: str = option("str", "auto", choices=list(STRATEGIES))
     dry_run: bool = False
     memory_check: bool = option("bool", True)

@@ -86,7 +86,7 @@ def needed_commands(plan):
     elif plan.step == "cleanup":
         needed |= CLEANUP_COMMANDS
         if plan.indexed:
-            needed |= {"ZCARD", read_back, "WATCH", "MULTI", "EXEC", "UNWATCH"}
+            needed |= {"ZCARD", "WATCH", "MULTI", "EXEC", "UNWATCH"}
     else:
         measured = set()
     return needed, measured - needed

@@ -150,22 +150,29 @@ class PrimaryWatch:
 
     def on_connect(self, connection):
         """redis-py's ``redis_connect_func``: the handshake, then the node's identity, on every
-        connection the run's clients open, first or reopened."""
-        connection.on_connect()
+        connection the run's clients open, first or reopened. The SELECT of the connection's
+        db, which redis-py would send in a round trip of its own, travels with the INFO."""
+        db, connection.db = connection.db, 0
+        try:
+            connection.on_connect()
+        finally:
+            connection.db = db
         reopened = getattr(connection, "storyart_opened", False)
         connection.storyart_opened = True
+        if self.run_id is None and reopened:
+            raise NodeChanged(
+                f"the connection to {self.endpoint} was closed and reopened during the run, "
+                f"and without INFO the module cannot tell whether it reached the same primary"
+            )
+        commands = [("SELECT", db)] if db else []
+        if self.run_id is not None:
+            commands += [("INFO", "server"), ("INFO", "replication")]
+        for command in commands:
+            connection.send_command(*command)
+        replies = [connection.read_response() for _command in commands]
         if self.run_id is None:
-            if reopened:
-                raise NodeChanged(
-                    f"the connection to {self.endpoint} was closed and reopened during the run, "
-                    f"and without INFO the module cannot tell whether it reached the same "
-                    f"primary"
-                )
             return
-        connection.send_command("INFO", "server")
-        connection.send_command("INFO", "replication")
-        info = {**parse_info(connection.read_response()), **parse_info(connection.read_response())}
-        problem = self.difference(info)
+        problem = self.difference({**parse_info(replies[-2]), **parse_info(replies[-1])})
         if problem:
             raise NodeChanged(problem)
 
@@ -215,15 +222,6 @@ class PrimaryWatch:
             self.pending = 0
             return None
         return FailoverStop(self.diagnose() or self._unacknowledged(int(local), int(replicas)))
-
-    def flush(self, writer):
-        """Wait for the acknowledgement of the last writes, on the connection that made them;
-        raise the FailoverStop when it falls short."""
-        pipe = writer.pipeline(transaction=False)
-        if self.queue_wait(pipe, due=True):
-            stop = self.acknowledged(pipe.execute()[0])
-            if stop:
-                raise stop
 
     def _unacknowledged(self, local, replicas):
         timeout = f"{self.timeout_ms / 1000:g} s (replica_timeout)"
@@ -291,7 +289,10 @@ class PrimaryWatch:
             return None
         probe = self.session.settings.client(db=0)
         try:
-            info = {**probe.info("server"), **probe.info("replication")}
+            server, replication = (
+                probe.pipeline(transaction=False).info("server").info("replication").execute()
+            )
+            info = {**server, **replication}
         except redis_errors.RedisError as exc:
             error = self.session.settings.scrub(exc)
             return f"Redis at {self.endpoint} no longer answers ({error})"

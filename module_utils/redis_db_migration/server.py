@@ -51,23 +51,25 @@ def read_facts(session):
     admin = settings.client(db=0)
     try:
         # INFO comes first, not PING: a refused PING is for the probe to name, with the rest.
+        # CONFIG GET travels in the same round trip.
+        pipe = admin.pipeline(transaction=False).info().config_get("databases")
         try:
-            info, readable = admin.info(), True
+            info, config = pipe.execute(raise_on_error=False)
         except redis_errors.ResponseError as exc:
-            if is_unknown_hello(exc) or not (is_noperm(exc) or is_unknown_command(exc)):
-                raise MigrationError(describe_error(exc, settings, "reading INFO")) from None
-            info, readable = _hello(settings, info_denied=is_noperm(exc)), False
+            # Refused as the connection opened (HELLO): before INFO could be.
+            raise MigrationError(describe_error(exc, settings, "reading INFO")) from None
         except redis_errors.RedisError as exc:
             # The run's first command: a connection closed now may have met a TLS-only server.
             error = describe_error(exc, settings, "connecting", answered=False)
             raise MigrationError(error) from None
-        try:
-            config = {display(k): v for k, v in admin.config_get("databases").items()}
-        except redis_errors.ResponseError:
-            config = {}  # CONFIG denied or renamed: SELECT will tell instead
-        except redis_errors.RedisError as exc:
-            raise MigrationError(describe_error(exc, settings, "reading CONFIG")) from None
-        databases = config.get("databases")
+        readable = not isinstance(info, redis_errors.ResponseError)
+        if not readable:
+            if is_unknown_hello(info) or not (is_noperm(info) or is_unknown_command(info)):
+                raise MigrationError(describe_error(info, settings, "reading INFO"))
+            info = _hello(settings, info_denied=is_noperm(info))
+        # CONFIG denied or renamed: SELECT will tell instead.
+        refused = isinstance(config, redis_errors.ResponseError)
+        databases = None if refused else {display(k): v for k, v in config.items()}.get("databases")
     finally:
         admin.close()
     return ServerFacts(
@@ -167,10 +169,11 @@ def check_server(facts, settings, options):
 
 
 def open_db(settings, db, **extra):
-    """A client on ``db``, once SELECT has proved the db exists."""
+    """A client on ``db``, once SELECT has proved the db exists: opening its connection does,
+    with no command of its own."""
     client = settings.client(db=db, **extra)
     try:
-        client.ping()
+        _open_connection(client.connection_pool)
     except redis_errors.ResponseError as exc:
         text = settings.scrub(exc)
         if "out of range" in text or "invalid DB index" in text:
@@ -189,17 +192,29 @@ def open_db(settings, db, **extra):
     return client
 
 
+def _open_connection(pool):
+    """Open a connection of ``pool``, and give it back to the pool."""
+    try:
+        connection = pool.get_connection()
+    except TypeError:  # redis-py before 5.3 asks what command the connection is for
+        connection = pool.get_connection("PING")
+    pool.release(connection)
+
+
 def check_index_types(session):
-    """Refuse an index key that is not a sorted set, in either db, before anything is written."""
-    for name in session.index_names:
-        for db, client in (
-            (session.options.source_db, session.source),
-            (session.options.target_db, session.target),
-        ):
-            kind = display(session.call(lambda c=client, k=name: c.type(k), "reading TYPE"))
-            if kind not in ("zset", "none"):
-                raise MigrationError(
-                    f"index '{shown(name)}' in db {db} on {session.settings.endpoint} is a "
-                    f"{kind}, not a sorted set. Nothing was changed. Check the indexes option, "
-                    f"or move that key away before migrating."
-                )
+    """Refuse an index key that is not a sorted set, in either db, before anything is written:
+    TYPE of each, read in the round trip that loads the scripts (Session.defer_read)."""
+    names = session.index_names
+    for db in (session.options.source_db, session.options.target_db):
+        types = [("TYPE", name) for name in names]
+        session.defer_read(db, types, lambda kinds, db=db: _sorted_sets(session, db, kinds))
+
+
+def _sorted_sets(session, db, kinds):
+    for name, kind in zip(session.index_names, map(display, kinds)):
+        if kind not in ("zset", "none"):
+            raise MigrationError(
+                f"index '{shown(name)}' in db {db} on {session.settings.endpoint} is a "
+                f"{kind}, not a sorted set. Nothing was changed. Check the indexes option, "
+                f"or move that key away before migrating."
+            )

@@ -4,9 +4,11 @@ the user may not run, the memory guard, pacing, and how a run stops when it is c
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections import namedtuple
 
+from .deferred import DeferredReads
 from .errors import (
     CallExpired,
     FailoverStop,
@@ -32,6 +34,7 @@ from .primary import PrimaryWatch, is_node_error
 from .redis_py import redis_errors, redis_py_problem
 from .sentinel import SentinelService
 from .server import check_index_types, check_server, open_db, read_facts
+from .sizing import FIRST_CALL, CallSize
 from .wording import unnarrowed_patterns
 
 # Bytes of MEMORY USAGE one server call may work through when max_batch_bytes is 0, by what the
@@ -78,6 +81,13 @@ class Session:
         # and what the last call may have written when its reply was lost (in_flight.InFlight).
         self.clock = None
         self.lost = None
+        # What to read in the next round trip (deferred.py): what calls wrote, read back; and
+        # the size of each kind of call, which each call's own time adjusts (sizing.py).
+        self.deferred = DeferredReads(options.source_db)
+        self.sizes = {}
+        # Each source index's entries and bytes (MEMORY USAGE) as the run started, for the
+        # byte budget of its pages and the memory estimate; none when keys cannot be sized.
+        self.index_sizes = {}
         # What the run is doing, for the message when it is cut short.
         self.action = "connecting"
         # Whether the operator has asked the run to stop (running.RunRecord), read between
@@ -106,34 +116,54 @@ class Session:
         watched = dict(redis_connect_func=self.watch.on_connect)
         self.source = open_db(self.settings, self.options.source_db, **watched)
         self.target = open_db(self.settings, self.options.target_db, **watched)
-        # Every script that writes goes through one connection, which the waits use too.
+        # Every script goes through one connection, which the waits and the deferred reads
+        # use too.
         self.writer = self.settings.client(
             db=self.options.source_db,
             max_connections=1,
             redis_connect_func=self.watch.on_writer_connect,
         )
         check_index_types(self)
+        if self.index_names and self.sized:
+            names = self.index_names
+            sizes = [("ZCARD", name) for name in names] + [("MEMORY USAGE", n) for n in names]
+            self.defer_read(self.options.source_db, sizes, self._index_sizes)
+        self.checks_not_run = checks + self.watch.checks_not_run()
+        clocked = mode in ("migrate", "cleanup") and not self.options.dry_run
         self.scripts = Scripts(
             *self._load_scripts(
-                COPY_SCRIPT, INDEX_SCRIPT, CLEANUP_SCRIPT, ESTIMATE_SCRIPT, DROP_INDEX_SCRIPT
+                clocked,
+                COPY_SCRIPT,
+                INDEX_SCRIPT,
+                CLEANUP_SCRIPT,
+                ESTIMATE_SCRIPT,
+                DROP_INDEX_SCRIPT,
             )
         )
-        self.checks_not_run = checks + self.watch.checks_not_run()
-        if mode in ("migrate", "cleanup") and not self.options.dry_run:
-            self.clock = self.call(
-                lambda: ServerClock(self.writer, self.settings.socket_timeout),
-                "reading the server's clock (TIME)",
-            )
         return self
 
-    def _load_scripts(self, *sources):
-        """The scripts as callables, loaded into the server first."""
-        scripts = [self.source.register_script(source) for source in sources]
+    def _load_scripts(self, clocked, *sources):
+        """The scripts as callables, loaded into the server first, in one round trip; with
+        ``clocked`` (a run that writes), the server's clock is read in the same one, and so are
+        the reads deferred so far (the indexes')."""
+        scripts = [self.writer.register_script(source) for source in sources]
+        pipe = self.writer.pipeline(transaction=False)
         for script in scripts:
-            self.call(
-                lambda s=script: self.source.script_load(s.script),
-                "loading the Lua scripts it runs (SCRIPT LOAD, then EVALSHA)",
-            )
+            pipe.script_load(script.script)
+        action = "loading the Lua scripts it runs (SCRIPT LOAD, then EVALSHA)"
+        if clocked:
+            pipe.time()
+            action += " and reading the server's clock (TIME)"
+        reads = self.deferred.queue(pipe)
+        replies = self.call(lambda: pipe.execute(raise_on_error=False), action)
+        loaded = len(scripts) + (1 if clocked else 0)
+        self.call(lambda: self.deferred.answer(reads, replies[loaded:]), "reading the indexes")
+        for reply in replies[:loaded]:
+            if isinstance(reply, Exception):
+                raise MigrationError(describe_error(reply, self.settings, action))
+        if clocked:
+            reading = replies[loaded - 1]
+            self.clock = ServerClock(self.writer, self.settings.socket_timeout, reading)
         return scripts
 
     def close(self):
@@ -164,26 +194,59 @@ class Session:
         )
 
     def write(self, script, keys=(), args=(), in_flight=None):
-        """Run a script that writes, on the writer's connection, with its deadline as its last
-        argument. In the same round trip, ahead of it, wait until the replicas have
-        acknowledged what the calls before wrote. Returns its reply, and None or the
-        FailoverStop to raise once the reply is counted (its caller tells the watch what it
-        wrote). A failover a Sentinel announced stops the run first. ``in_flight``: what the
-        call may write, kept as unknown if its reply is lost (sending())."""
+        """Run a script on the writer's connection, with its deadline as its last argument. In
+        the same round trip, ahead of it, wait until the replicas have acknowledged what the
+        calls before wrote; after it, the deferred reads (defer_read()). Returns its reply, and
+        None or the FailoverStop to raise once the reply is counted (its caller tells the watch
+        what it wrote). A failover a Sentinel announced stops the run first. ``in_flight``:
+        what the call may write, kept as unknown if its reply is lost (sending())."""
         self.watch.check()
-        if self.options.dry_run:
-            return script(keys=keys, args=[*args, 0]), None
         pipe = self.writer.pipeline(transaction=False)
         waited = self.watch.queue_wait(pipe, due=False)
         not_after = self.not_after()
         pipe.evalsha(script.sha, len(keys), *keys, *args, not_after)
+        # After the call: a call held in a stalled network and delivered late answers first.
+        reads = self.deferred.queue(pipe)
         replies = self.sending(lambda: pipe.execute(raise_on_error=False), in_flight)
-        for reply in replies:
-            if isinstance(reply, Exception):
-                raise reply
+        first = 2 if waited else 1
+        self.deferred.answer(reads, replies[first:])
+        for answer in replies[:first]:
+            if isinstance(answer, Exception):
+                raise answer
+        reply = replies[first - 1]
         stop = self.watch.acknowledged(replies[0]) if waited else None
-        self.check_deadline(replies[-1], not_after)
-        return replies[-1], stop
+        self.check_deadline(reply, not_after)
+        return reply, stop
+
+    def defer_read(self, db, commands, then):
+        """Read ``commands`` on ``db`` in the round trip of the next call, or in the run's last
+        one (settle()); ``then(replies)`` once they are back (deferred.py)."""
+        self.deferred.add(db, commands, then)
+
+    def settle(self, wait=True):
+        """The last round trip of a run that writes, on the writer's connection: the
+        read-backs still waiting and (``wait``) the wait for the replicas' acknowledgement of
+        the last writes. Raises the FailoverStop when that falls short."""
+        pipe = self.writer.pipeline(transaction=False)
+        waited = wait and self.watch.queue_wait(pipe, due=True)
+        reads = self.deferred.queue(pipe)
+        if not (waited or reads):
+            return
+        replies = pipe.execute(raise_on_error=False)
+        self.deferred.answer(reads, replies[1:] if waited else replies)
+        if waited:
+            if isinstance(replies[0], Exception):
+                raise replies[0]
+            stop = self.watch.acknowledged(replies[0])
+            if stop:
+                raise stop
+
+    def _read_back_before_stop(self):
+        """A run stopped by the memory guard or a failover after a call: that call's writes
+        are still read back, if the server answers. The stop is what the report says."""
+        if self.deferred:
+            with contextlib.suppress(redis_errors.RedisError):
+                self.settle(wait=False)
 
     def not_after(self):
         """The deadline of a call that writes, sent now (in_flight.py); 0, none, for a run that
@@ -232,38 +295,48 @@ class Session:
             return 0
         return self.options.max_batch_bytes or AUTO_BATCH_BYTES[kind]
 
-    @property
-    def call_size(self):
-        """Keys (or index entries) one call handles: batch_size, fewer at a low rate."""
-        return self.pacer.call_size(self.options.batch_size)
+    def call_size(self, kind, most=None, first=FIRST_CALL):
+        """The CallSize of one ``kind`` of call, kept for the run: each call's own time sizes
+        the next of its kind, never over batch_size (nor ``most``), nor, in a paced run, over
+        the pacer's call size; ``first``, before any measure."""
+        if kind not in self.sizes:
+            cap = self.pacer.call_size(self.options.batch_size)
+            self.sizes[kind] = CallSize(min(cap, most or cap), first)
+        return self.sizes[kind]
 
     def pace(self, done, *idle):
         """Wait as long as max_keys_per_second asks, keeping the run's connections (and the
         ``idle`` ones) alive meanwhile."""
         self.pacer.wait(done, (self.source, self.target, *idle))
-        # Every loop paces after each call, once its writes are read back: the one place a
-        # stop lands between two calls, and at once in a paced run, which waits here.
+        # Every loop paces after each call, once it is counted (what it wrote is read back with
+        # the next call, or in the run's last round trip): the one place a stop lands between
+        # two calls, and at once in a paced run, which waits here.
         if self.stop_requested():
             raise OperatorStop(self.action)
 
-    def scores(self, index, members):
-        """The target index's scores of ``members`` (None where absent), in one round trip."""
-        if not members:
-            return []
+    def read_back_scores(self, index, members, then):
+        """``then(scores)``: the target index's scores of ``members`` (None where absent), read
+        in the round trip of the next call (defer_read())."""
+        db = self.options.target_db
         if self.facts.version >= (6, 2):
-            return self.target.zmscore(index, members)
-        return each(self.target, "zscore", members, index)
+            self.defer_read(db, [("ZMSCORE", index, *members)], lambda replies: then(replies[0]))
+        else:
+            self.defer_read(db, [("ZSCORE", index, member) for member in members], then)
 
-    def page_size(self, name):
-        """ZSCAN COUNT for an index: call_size entries, fewer when its entries are so large
-        that a page would pass the byte budget."""
-        size = self.call_size
-        budget = self.budget("copy")
-        entries = self.source.zcard(name) if budget else 0
-        if not entries:
-            return size
-        average = (self.source.memory_usage(name) or 0) / entries
-        return max(1, min(size, int(budget // max(average, 1))))
+    def _index_sizes(self, replies):
+        """ZCARD, then MEMORY USAGE, of each index, read in the round trip of the scripts."""
+        count = len(self.index_names)
+        for name, entries, used in zip(self.index_names, replies[:count], replies[count:]):
+            self.index_sizes[name] = (entries, used or 0)
+
+    def page_size(self, name, verb):
+        """The CallSize of ZSCAN COUNT for an index, for ``verb``: fewer entries than batch_size
+        when its entries are so large that a page would pass the byte budget."""
+        entries, used = self.index_sizes.get(name, (0, 0))
+        most = None
+        if entries:
+            most = max(1, int(self.budget("copy") // max(used / entries, 1)))
+        return self.call_size(("index", name, verb), most)
 
     def timed(self, report, work):
         """Run ``work`` into ``report``, then confirm the primary is the one it started on; a
@@ -276,16 +349,19 @@ class Session:
             try:
                 work()
             except OperatorStop as exc:
-                # The writes so far are acknowledged and the primary confirmed as at any end.
+                # The writes so far are read back, acknowledged and the primary confirmed as
+                # at any end.
                 stopped = str(exc)
             if not self.options.dry_run:
-                self.watch.flush(self.writer)
+                self.settle()
             self.watch.confirm()
         except GuardStop as exc:
             report.aborted = str(exc)
             rerun = "then"
+            self._read_back_before_stop()
         except FailoverStop as exc:
             report.aborted, failover = str(exc), True
+            self._read_back_before_stop()
         except CallExpired as exc:
             report.aborted = str(exc)
         except redis_errors.RedisError as exc:

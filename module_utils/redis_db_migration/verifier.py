@@ -14,7 +14,9 @@ def verify_session(session):
 
 
 def full_check(session, migration):
-    """After a copy, in the same session: read everything again into ``migration.full_check``."""
+    """After a copy, in the same session: read everything again into ``migration.full_check``.
+    The copy's last read-back comes first, on its own: the check reads what the copy left."""
+    session.settle(wait=False)
     session.hooks.before_full_check()
     check = session.new_report(MigrationReport, verify_only=True)
     Copier(session, check).copy_and_merge("plan")

@@ -24,6 +24,7 @@ from .data import (
     zset,
 )
 from .engine import ROOT, engine
+from .latency import LatencyProxy
 from .proxy import Proxy
 from .servers import (
     DEBUG_CONFIG,
@@ -45,6 +46,7 @@ __all__ = [
     "ROOT",
     "SESSION",
     "HaTopology",
+    "LatencyProxy",
     "Proxy",
     "RedisServer",
     "assert_same_value_and_expiry",

@@ -11,7 +11,7 @@ import socket
 import struct
 import threading
 
-from .servers import free_port, wait_for
+from .servers import listen, wait_for
 
 
 class _Link:
@@ -50,16 +50,12 @@ class Proxy:
 
     def __init__(self, target_port):
         self.target_port = target_port
-        self.port = free_port()
+        self.port, self.listener, self.selector = listen()
         self.links = []
         self.holding = False
         self.reset_marker = None
         self.lose_marker = None
         self.lock = threading.Lock()
-        self.selector = selectors.DefaultSelector()
-        self.listener = socket.create_server(("127.0.0.1", self.port))
-        self.listener.setblocking(False)
-        self.selector.register(self.listener, selectors.EVENT_READ)
         self.running = True
         self.thread = threading.Thread(target=self._loop, daemon=True)
         self.thread.start()

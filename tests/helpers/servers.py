@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import selectors
 import shutil
 import signal
 import socket
@@ -27,6 +28,17 @@ def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def listen():
+    """A proxy's front: a non-blocking listener on a free loopback port, and a selector that
+    watches it. Returns (port, listener, selector)."""
+    port = free_port()
+    listener = socket.create_server(("127.0.0.1", port))
+    listener.setblocking(False)
+    selector = selectors.DefaultSelector()
+    selector.register(listener, selectors.EVENT_READ)
+    return port, listener, selector
 
 
 class RedisServer:
