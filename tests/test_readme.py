@@ -331,19 +331,17 @@ def collect_only(tmp_path, command):
     """What pytest would run of ``command`` (a pytest command, or test.sh's arguments, which
     go to pytest): at least one test, and no error."""
     words = shlex.split(command)
-    env = ansible_env(tmp_path)
+    env = {}
     while "=" in words[0]:
         key, value = words.pop(0).split("=", 1)
         env[key] = value
-    proc = subprocess.run(
+    # From the repo root, in the environment the other commands of the docs run in.
+    proc = run_ansible(
+        tmp_path,
         [sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider"]
         + words[1:],
-        cwd=ROOT,
         env=env,
-        capture_output=True,
-        text=True,
         timeout=120,
-        check=False,
     )
     assert proc.returncode == 0, f"{command}:\n{proc.stdout}{proc.stderr}"
     assert re.search(r"^\d+(?:/\d+)? tests? collected", proc.stdout, re.M), proc.stdout

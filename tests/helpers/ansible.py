@@ -52,7 +52,7 @@ def ansible_env(tmp_path, config=ROOT / "ansible.cfg"):
     return env
 
 
-def run_ansible(tmp_path, command, *, log=False, env=None, **popen):
+def run_ansible(tmp_path, command, *, log=False, env=None, timeout=300, **popen):
     """Run an Ansible command from the repo root, the way an operator does; with ``log``,
     Ansible logs to tmp_path/ansible.log too; ``env`` adds environment variables. ``popen``
     goes to subprocess.run (e.g. umask)."""
@@ -65,7 +65,7 @@ def run_ansible(tmp_path, command, *, log=False, env=None, **popen):
         env=env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
         check=False,
         **popen,
     )
