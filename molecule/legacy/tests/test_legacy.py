@@ -53,8 +53,8 @@ def test_reports_show_dump_restore_from_the_controller():
     expected = expectation(HOST)
     assert migration["status"] == "ok", migration["failure"]
     # The endpoint is named from where the module ran: the controller, through the port.
-    assert migration["endpoint"] == "controller 127.0.0.1:46379 db 1 -> db 0"
-    assert migration["migrate"]["endpoint"] == "127.0.0.1:46379"
+    assert migration["endpoint"] == "controller 127.0.0.1:16479 db 1 -> db 0"
+    assert migration["migrate"]["endpoint"] == "127.0.0.1:16479"
     assert migration["migrate"]["server_version"].startswith("6.0.")
     assert migration["migrate"]["strategy"] == "dump-restore"
     assert migration["migrate"]["counts"]["migrated"] == len(expected.migrated)
