@@ -513,9 +513,9 @@ unknown:
     - What the last call may have written beyond the counts, when its reply was lost (the
       connection was reset, or no reply came within O(socket_timeout)), since the call may
       have run all the same. V(keys), the most keys it may have copied or, with O(mode=cleanup),
-      deleted (its batch); V(index_entries), the index entries it may have added (about one
-      ZSCAN page, which may run a little over its COUNT) or, with O(mode=cleanup), those of
-      the index it may have deleted; V(call), that in words. A rerun skips whatever it did.
+      deleted (its batch); V(index_entries), the index entries it may have added (one page
+      of the index) or, with O(mode=cleanup), those of the index it may have deleted;
+      V(call), that in words. A rerun skips whatever it did.
     - V(keys=0), V(index_entries=0) and V(call=null) whenever every reply arrived.
   returned: always
   type: dict

@@ -13,6 +13,14 @@ OLDEST_ANSIBLE_VENV="$VENV/ansible-2.16"
 SERVERS_VENV="$VENV/servers"
 DOCS_VENV="$VENV/docs"
 
+# stage TITLE: a stage's heading in the suite's output, with the time since the suite started
+# (SUITE_STARTED, seconds since the epoch, which scripts/test.sh sets), which CI's budget
+# bounds.
+stage() {
+    local taken=$(($(date +%s) - ${SUITE_STARTED:-$(date +%s)}))
+    echo "== $* (at $((taken / 60))m$((taken % 60))s)"
+}
+
 # apt_install PACKAGE...: as root, or through sudo.
 apt_install() {
     local sudo=""

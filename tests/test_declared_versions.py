@@ -42,7 +42,8 @@ def test_the_suite_tests_the_oldest_release_declared():
     assert _minor(OLDEST, "<") == (2, 17)  # one minor release: the oldest, nothing newer
     test_sh = (ROOT / "scripts/test.sh").read_text()
     assert re.search(r'run_pytest "\$OLDEST_ANSIBLE_VENV/bin/python"', test_sh)
-    assert "SANITY_VENV=$OLDEST_ANSIBLE_VENV bash scripts/sanity.sh" in test_sh
+    beside = (ROOT / "scripts/test_beside.sh").read_text()
+    assert "SANITY_VENV=$OLDEST_ANSIBLE_VENV bash scripts/sanity.sh" in beside
 
 
 def test_this_run_uses_an_ansible_core_the_package_declares():

@@ -321,12 +321,13 @@ def test_verify_counts_missing_and_present_under_their_own_names(redis_server):
 
 
 def test_verify_needs_only_read_permissions(redis_server):
-    """The user of the brief works unchanged on 7.0: +@read holds SCAN, EXISTS, TYPE, ZSCAN,
-    ZSCORE and DUMP; SELECT, EVAL/EVALSHA, SCRIPT (redis-py loads the script on NOSCRIPT),
-    INFO and PING are granted one by one. CONFIG GET is denied: the engine then leaves
-    'databases' unknown and lets SELECT tell. A script's calls are checked against the ACL
-    again, and the verify script calls only SELECT, EXISTS and ZSCORE. -@write makes sure
-    nothing can be written: COPY and RESTORE are refused, so migrate stops in preflight."""
+    """The user of the brief works unchanged on 7.0: +@read holds SCAN, EXISTS, TYPE, ZRANGE,
+    ZRANK, ZCOUNT, ZSCORE and DUMP; SELECT, EVAL/EVALSHA, SCRIPT (redis-py loads the script on
+    NOSCRIPT), INFO and PING are granted one by one. CONFIG GET is denied: the engine then
+    leaves 'databases' unknown and lets SELECT tell. A script's calls are checked against the
+    ACL again, and the verify script calls only SELECT, EXISTS and the index's reads. -@write
+    makes sure nothing can be written: COPY and RESTORE are refused, so migrate stops in
+    preflight."""
     server = redis_server
     src, dst = server.client(1), server.client(0)
     seed_sessions(src, 15)

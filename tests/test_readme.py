@@ -85,6 +85,7 @@ def test_every_document_is_read_and_the_readme_stays_short():
     first = blocks("README.md")[0].text.splitlines()
     assert [line.split()[0] for line in first] == ["./scripts/demo.sh", "./scripts/test.sh"]
     assert "bash scripts/test.sh" in (ROOT / ".ci/run").read_text()
+    assert "bash scripts/test_beside.sh" in (ROOT / TEST_SH).read_text()
 
 
 # Tests named -------------------------------------------------------------------------------
@@ -246,6 +247,8 @@ def shown_commands():
 # checked here of a command that cannot run in a test.
 RUN = "run"
 TEST_SH = "scripts/test.sh"
+# The stages test.sh runs in the background, beside its pytest stages.
+BESIDE = "scripts/test_beside.sh"
 ELSEWHERE = {
     r"\./scripts/test\.sh": (".ci/run", "bash scripts/test.sh"),
     r"\./scripts/build_collection\.sh": "tests/test_collection.py::"
@@ -262,9 +265,9 @@ ELSEWHERE = {
     "test_ansible_builder_makes_a_build_context_that_installs_the_collection",
     r"\./scripts/release_changelog\.sh": "tests/test_collection.py::"
     "test_the_changelog_is_released_for_the_galaxy_version_and_current",
-    r"\./scripts/build_docsite\.sh": (TEST_SH, "bash scripts/build_docsite.sh"),
-    r"\./scripts/sanity\.sh.*": (TEST_SH, "bash scripts/sanity.sh"),
-    r"PATH=\S+ molecule test (?:--all|-s \w+)": (TEST_SH, "molecule test --all"),
+    r"\./scripts/build_docsite\.sh": (BESIDE, "bash scripts/build_docsite.sh"),
+    r"\./scripts/sanity\.sh.*": (BESIDE, "bash scripts/sanity.sh"),
+    r"PATH=\S+ molecule test (?:--all|-s \w+)": (BESIDE, "molecule test --all"),
     r"\.venv/ansible-2\.16/bin/python -m pytest .*": (
         TEST_SH,
         '"$OLDEST_ANSIBLE_VENV/bin/python" -m pytest',

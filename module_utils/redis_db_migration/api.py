@@ -20,7 +20,7 @@ How a run goes (``runs``), one ``Session`` against one endpoint:
   pattern at a time, copy its keys without REPLACE and tell, atomically, whether each was
   copied, was already in the target, or has gone from the source. A call
   stops at a byte budget, and before any write the memory guard would refuse. Each index is
-  merged a ZSCAN page per call with ZADD NX. What a call wrote is read back in the round
+  merged a page per call, in score order, with ZADD NX. What a call wrote is read back in the round
   trip of the next call (``deferred``); each call takes as many keys as fill about 20 ms of
   the server's time (``sizing``).
 * Verify (``verifier``): the copier's verb 'plan', writing nothing: what it would copy is

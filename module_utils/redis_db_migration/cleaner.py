@@ -9,7 +9,7 @@ from .in_flight import InFlight
 from .key_walk import KeyWalk
 from .lua import BUDGET, CLEAN_GONE, DIFFERENT, DONE, IDENTICAL, NO_COPY
 from .lua_cleanup import CleanupReply, cleanup_arguments
-from .lua_copy import IndexReply, index_arguments
+from .lua_copy import INDEX_START, IndexReply, index_arguments
 from .primary import is_node_error
 from .redis_py import redis_errors
 from .shown import shown
@@ -121,7 +121,7 @@ class Cleaner:
             # WATCH before the check: any change to the source index from here on, even one
             # that keeps its size, makes the EXEC of its deletion fail and the index is kept.
             watched.watch(name)
-            cursor = 0
+            place = INDEX_START
             while True:
                 count = size.keys
                 raw, stop = session.write(
@@ -131,7 +131,7 @@ class Cleaner:
                         options.target_db,
                         "plan",
                         session.guard.script_args,
-                        cursor=cursor,
+                        place=place,
                         count=count,
                         index=name,
                     ),
@@ -143,8 +143,8 @@ class Cleaner:
                 index.found += len(reply.members)
                 index.missing += reply.added
                 session.pace(len(reply.members), watched)
-                cursor = reply.cursor
-                if int(cursor) == 0:
+                place = reply.place
+                if reply.over:
                     break
             if index.found == 0:
                 index.kept_because = f"it does not exist in db {options.source_db}"

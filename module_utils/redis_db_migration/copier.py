@@ -9,7 +9,7 @@ from functools import partial
 from .in_flight import InFlight
 from .keys import display, each_pattern
 from .lua import COPIED, DONE, EVICTED, GONE, MEMORY, PRESENT
-from .lua_copy import CopyReply, IndexReply, copy_arguments, index_arguments
+from .lua_copy import INDEX_START, CopyReply, IndexReply, copy_arguments, index_arguments
 from .reports import IndexReport
 from .session import each
 from .shown import shown
@@ -145,7 +145,7 @@ class Copier:
         verb = "plan" if verb == "plan" else "merge"
         options = session.options
         size = session.page_size(name, verb)
-        cursor = 0
+        place = INDEX_START
         while True:
             session.hooks.before_index_page(name)
             count = size.keys
@@ -154,8 +154,7 @@ class Copier:
                 in_flight = InFlight(
                     0,
                     count,
-                    f"may have added up to about {count} more entries to index "
-                    f"'{shown(name)}' (a ZSCAN page, which may run a little over its COUNT)",
+                    f"may have added up to {count} more entries to index '{shown(name)}' (a page)",
                 )
             raw, stop = session.write(
                 session.scripts.index,
@@ -164,7 +163,7 @@ class Copier:
                     options.target_db,
                     verb,
                     session.guard.script_args,
-                    cursor=cursor,
+                    place=place,
                     count=count,
                     index=name,
                 ),
@@ -180,8 +179,8 @@ class Copier:
             if stop:
                 raise stop
             session.pace(len(reply.members))
-            cursor = reply.cursor
-            if int(cursor) == 0:
+            place = reply.place
+            if reply.over:
                 return
 
     def _count_page(self, index, reply, verb):

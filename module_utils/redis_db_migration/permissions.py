@@ -66,7 +66,7 @@ def needed_commands(plan):
     measured = {"MEMORY USAGE"}
     read_back = "ZMSCORE" if plan.version >= (6, 2) else "ZSCORE"
     if plan.indexed:
-        needed |= {"ZSCAN", "ZSCORE"}
+        needed |= {"ZRANGE", "ZRANK", "ZCOUNT", "ZSCORE"}
     if plan.wait:
         needed.add(plan.wait)
     if plan.step != "verify":

@@ -41,7 +41,9 @@ PROBES = {
     "PEXPIRETIME": ("PEXPIRETIME", "{key}"),
     "TIME": ("TIME",),
     "PTTL": ("PTTL", "{key}"),
-    "ZSCAN": ("ZSCAN", "{key}", "0"),
+    "ZRANGE": ("ZRANGE", "{key}", "0", "-1"),
+    "ZRANK": ("ZRANK", "{key}", "m"),
+    "ZCOUNT": ("ZCOUNT", "{key}", "-inf", "+inf"),
     "ZSCORE": ("ZSCORE", "{key}", "m"),
     "ZMSCORE": ("ZMSCORE", "{key}", "m"),
     "ZCARD": ("ZCARD", "{key}"),
@@ -50,7 +52,6 @@ PROBES = {
     "LRANGE": ("LRANGE", "{key}", "0", "-1"),
     "HGETALL": ("HGETALL", "{key}"),
     "SMEMBERS": ("SMEMBERS", "{key}"),
-    "ZRANGE": ("ZRANGE", "{key}", "0", "-1"),
     "XRANGE": ("XRANGE", "{key}", "-", "+"),
     "UNLINK": ("UNLINK", "{key}"),
 }

@@ -330,7 +330,7 @@ class Session:
             self.index_sizes[name] = (entries, used or 0)
 
     def page_size(self, name, verb):
-        """The CallSize of ZSCAN COUNT for an index, for ``verb``: fewer entries than batch_size
+        """The CallSize of a page of an index, for ``verb``: fewer entries than batch_size
         when its entries are so large that a page would pass the byte budget."""
         entries, used = self.index_sizes.get(name, (0, 0))
         most = None
