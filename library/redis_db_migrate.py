@@ -97,6 +97,9 @@ options:
     description:
       - Sorted sets to merge from O(source_db) into O(target_db) member by member.
       - An index key is never copied as a key, even when a pattern matches it.
+      - Each index is read a page a call in score order. Entries added to or removed from
+        the source index meanwhile make the walk neither skip nor read twice an entry that
+        keeps its score; an entry whose score changes may be read twice, or not at all.
     type: list
     elements: str
     default: []
@@ -106,11 +109,15 @@ options:
         to 10000; fewer at a low O(max_keys_per_second).
       - Below it, each call is sized by the server time it takes, not by a key count. Each
         call runs as one Lua script that blocks other clients while it runs, and measures its
-        own time; the next call of its kind takes as many keys as fill about 20 ms, so each
-        stays well under the 50 ms at which replicas and Sentinel notice. Calls start at 1000
-        keys (or O(batch_size) if lower), grow at most twofold from one call to the next, and
-        shrink at once, for large values, a busy server or a slow strategy. Over a slow link
-        large calls save round trips; the byte budget (O(max_batch_bytes)) bounds them too.
+        own time; the next call of its kind takes as many keys as fill about 20 ms. Calls
+        start at 1000 keys (or O(batch_size) if lower), grow at most twofold from one call to
+        the next, and shrink at once, for large values, a busy server or a slow strategy. Over
+        a slow link large calls save round trips; the byte budget (O(max_batch_bytes)) bounds
+        them too.
+      - A call that writes also stops itself once it has run 25 ms (the copy checks every 64
+        keys, the index merge every 1000 entries) and leaves the rest to the next call, since
+        one call can take twice as long as the one before it. So each stays well under the
+        50 ms at which replicas and Sentinel notice.
       - Where the server cannot time a call (C(TIME) frozen in scripts and no C(os.clock), or
         C(TIME) denied), calls keep their size.
     type: int

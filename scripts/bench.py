@@ -32,6 +32,11 @@ through a proxy adding --link-delay (20 ms) each way, as a Redis in another zone
 controller's mode does: the wall time and the request round trips of each (tests/helpers/
 latency.py counts them). `--only link` runs this section alone.
 
+Commands: --commands-sessions sessions (1M by default) migrated by the floor and by the
+engine, --rounds times in turn, with INFO commandstats reset before each: each command's
+server time per session, those the scripts ran included (and counted again in EVALSHA's own),
+for the median run by server CPU. `--only commands` runs this section alone.
+
 Large sessions: 100 KB to 2 MB of incompressible bytes, with COPY and DUMP/RESTORE, with the
 byte budget and without: the longest server call and the latency another client sees.
 
@@ -619,6 +624,60 @@ def link(args, workdir, results):
               f"   {row['longest_call_ms']} ms")  # fmt: skip
 
 
+def command_times(client):
+    """INFO commandstats: each command's calls and server microseconds, those a script ran
+    counted too (inside the script's own EVALSHA time)."""
+    return {
+        name.removeprefix("cmdstat_"): (stats["calls"], stats["usec"])
+        for name, stats in client.info("commandstats").items()
+    }
+
+
+def commands(args, workdir, results):
+    """Where the server's time goes: --commands-sessions sessions migrated by the floor, then
+    by the engine, each --rounds times in turn, with INFO commandstats reset before each run;
+    per command, the server's microseconds per session of the median run (by server CPU)."""
+    count = args.commands_sessions
+    server = start_server(workdir)
+    admin = server.client(0)
+    methods = {
+        "floor": lambda: floor(server, count, FLOOR_BATCH),
+        "engine": lambda: run_engine(server, batch_size=args.batch_size),
+    }
+    runs = {name: [] for name in methods}
+    try:
+        print(f"Seeding {count} sessions for the commands' server time...", flush=True)
+        seed(server, count)
+        for _ in range(args.rounds):
+            for name, func in methods.items():
+                reset_target(server)
+                admin.config_resetstat()
+                seconds, cpu, _out = measured(server, count, func)
+                runs[name].append((cpu, seconds, command_times(admin)))
+    finally:
+        stop_server(server)
+    rows = results["commands"] = {"sessions": count}
+    for name, measures in runs.items():
+        cpu, seconds, times = sorted(measures, key=lambda run: run[0])[len(measures) // 2]
+        rows[name] = dict(
+            seconds=round(seconds, 2),
+            server_cpu_seconds=round(cpu, 2),
+            microseconds_per_session={
+                command: round(usec / count, 2)
+                for command, (calls, usec) in sorted(times.items(), key=lambda kv: -kv[1][1])
+                if usec / count >= 0.01
+            },
+        )
+    rows["engine / floor, server CPU"] = round(
+        rows["engine"]["server_cpu_seconds"] / rows["floor"]["server_cpu_seconds"], 2
+    )
+    print(f"Server microseconds per session, {count} sessions (EVALSHA holds its scripts' calls):")
+    for name in methods:
+        print(f"  {name}: " + ", ".join(
+            f"{command} {usec}" for command, usec in rows[name]["microseconds_per_session"].items()
+        ))  # fmt: skip
+
+
 def unguarded_user(server):
     """A user denied MEMORY: the engine then sizes no key, so with memory_check off it runs
     with neither the memory guard nor the byte budget."""
@@ -726,6 +785,7 @@ def machine():
 SECTIONS = {
     "sizes": every_size,
     "link": link,
+    "commands": commands,
     "replicated": replicated,
     "large-sessions": large_sessions,
     "pacing": pacing,
@@ -776,6 +836,10 @@ def main():
     parser.add_argument("--link-sessions", type=int, default=100_000, help="0: skip the link")
     parser.add_argument("--link-delay", type=float, default=0.02, help="seconds, each way")
     parser.add_argument(
+        "--commands-sessions", type=int, default=1_000_000,
+        help="sessions for each command's server time, floor and engine; 0: skip",
+    )  # fmt: skip
+    parser.add_argument(
         "--only", choices=SECTIONS, help="run this section alone, with its own options"
     )
     parser.add_argument(
@@ -791,6 +855,7 @@ def main():
     wanted = {
         "sizes": bool(args.sessions),
         "link": bool(args.link_sessions),
+        "commands": bool(args.commands_sessions),
         "replicated": bool(args.replicated),
         "large-sessions": bool(args.large_sessions),
         "pacing": bool(args.pacing),

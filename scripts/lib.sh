@@ -21,6 +21,17 @@ stage() {
     echo "== $* (at $((taken / 60))m$((taken % 60))s)"
 }
 
+# run_pytest COMMAND...: pytest exits 5 when it collects nothing, which must fail here.
+run_pytest() {
+    local status=0
+    "$@" || status=$?
+    if [ "$status" = 5 ]; then
+        echo "pytest collected no tests: that is a failure here, the suite must never be empty" >&2
+        exit 1
+    fi
+    [ "$status" = 0 ] || exit "$status"
+}
+
 # apt_install PACKAGE...: as root, or through sudo.
 apt_install() {
     local sudo=""

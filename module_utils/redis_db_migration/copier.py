@@ -75,7 +75,9 @@ class Copier:
                 in_flight=in_flight,
             )
             reply = CopyReply.from_reply(raw)
-            size.took(asked, reply.took_us, full=len(reply.handled) == asked)
+            # A call cut short (its byte budget, its time limit) took its time for fewer keys.
+            measured = asked if reply.ended == DONE else len(reply.handled)
+            size.took(measured, reply.took_us, full=len(reply.handled) == asked)
             cursor, left = reply.cursor, reply.left
             session.stop_on_node_errors(
                 code for code in reply.outcomes if not isinstance(code, int)
@@ -170,7 +172,9 @@ class Copier:
                 in_flight=in_flight,
             )
             reply = IndexReply.from_reply(raw)
-            size.took(count, reply.took_us)
+            # A page cut at its time limit took its time for fewer entries.
+            merged = len(reply.members)
+            size.took(max(merged, 1), reply.took_us, full=merged == count)
             if reply.ended != DONE:
                 raise session.guard.stop(
                     reply.ended, reply.need, reply.used_memory, reply.ceiling, reply.evicted_keys

@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from .lua import LUA_DEADLINE, LUA_HEADER, LUA_MEMORY_GUARD, guarded_arguments
+from .sizing import limit_us
 
 # One call handles one batch of keys, and finds them itself: SCAN runs in the script, so key
 # names cross the network only on their way back, for the read-back. Its verb: 'plan'
@@ -29,31 +30,35 @@ COPY_SCRIPT = (
 local src, dst, verb = ARGV[1], ARGV[2], ARGV[3]
 local budget, sized = tonumber(ARGV[8]), ARGV[9] == '1'
 local batch, cursor, pattern = tonumber(ARGV[10]), ARGV[11], ARGV[12]
+local limit_us = tonumber(ARGV[13])
 
+-- The keys of this call, in order: those an earlier call left, then those SCAN finds.
 local function find_keys()
-  local keys, skip, pages = {}, {}, 0
-  local first_left = 14 + tonumber(ARGV[13])
-  for i = 14, first_left - 1 do skip[ARGV[i]] = true end
-  for i = first_left, #ARGV - 1 do keys[#keys + 1] = ARGV[i] end
+  local keys, skip, pages, found = {}, {}, 0, 0
+  local first_left = 15 + tonumber(ARGV[14])
+  for i = 15, first_left - 1 do skip[ARGV[i]] = true end
+  for i = first_left, #ARGV - 1 do
+    found = found + 1
+    keys[found] = ARGV[i]
+  end
   redis.call('SELECT', src)
-  while #keys < batch and cursor ~= '' and pages < 16 do
+  while found < batch and cursor ~= '' and pages < 16 do
     local page = redis.call('SCAN', cursor, 'MATCH', pattern, 'COUNT', batch)
     cursor, pages = page[1] == '0' and '' or page[1], pages + 1
     for _, key in ipairs(page[2]) do
-      if not skip[key] then keys[#keys + 1] = key end
+      if not skip[key] then
+        found = found + 1
+        keys[found] = key
+      end
     end
   end
   return keys
 end
 local keys = find_keys()
 
--- The reply: the first #out keys are handled, the others go back to the caller.
+-- The reply: every key found, of which the first #out are handled (CopyReply splits them).
 local function reply(ended, spent, out, used, ceiling, evicted, need)
-  local handled, left = {}, {}
-  for i, key in ipairs(keys) do
-    if i <= #out then handled[i] = key else left[#left + 1] = key end
-  end
-  return {ended, spent, handled, out, used, ceiling, evicted, need, cursor, left, took_us()}
+  return {ended, spent, keys, out, used, ceiling, evicted, need, cursor, took_us()}
 end
 
 local function in_target(key)
@@ -146,6 +151,10 @@ local room, used, ceiling, evicted = memory_room(dst, last)
 if not room then return reply(EVICTED, 0, out, used, ceiling, evicted, 0) end
 redis.call('SELECT', src)
 for i = 1, last do
+  -- Past its time limit (sizing.CALL_LIMIT_SECONDS), the call leaves the rest to the next.
+  if i % 64 == 0 and took_us() > limit_us then
+    return reply(BUDGET, spent, out, used, ceiling, evicted, 0)
+  end
   local key = keys[i]
   local size = size_of(key)
   if not size then
@@ -186,7 +195,8 @@ def copy_arguments(
         batch_size,  # ARGV[10]
         cursor,  # ARGV[11]: the SCAN cursor to go on from, '' once the walk is over
         pattern,  # ARGV[12]
-        len(index_names),  # ARGV[13]: how many index names follow, never handled as keys
+        limit_us(),  # ARGV[13]: the call's time limit, in µs
+        len(index_names),  # ARGV[14]: how many index names follow, never handled as keys
         *index_names,
         *left,  # the keys an earlier call found and did not handle
     ]
@@ -211,7 +221,12 @@ class CopyReply(NamedTuple):
 
     @classmethod
     def from_reply(cls, raw):
-        return cls(*raw)
+        """The script returns every key it found and an outcome for each it handled, the
+        first of them: the split is made here, not in Lua, where it would cost the server a
+        table of its own each call."""
+        ended, spent, found, outcomes, *memory, cursor, took = raw
+        handled, left = found[: len(outcomes)], found[len(outcomes) :]
+        return cls(ended, spent, handled, outcomes, *memory, cursor, left, took)
 
 
 # Its verb: 'plan' or 'merge'; its arguments: index_arguments(), the index sorted set among
@@ -222,7 +237,7 @@ class CopyReply(NamedTuple):
 # the server: members already in the target keep their score (ZADD NX, whose reply counts the
 # members it added). Score order, not ZSCAN's hash order: ZRANGE reads the skiplist in
 # sequence and ZADD then inserts near the entries it inserted last, which at 1M entries takes
-# the server less than half the time (README, Performance). A page starts after the last entry
+# the server about half the time (README, Performance). A page starts after the last entry
 # the walk has seen, its rank, score and member: found again by ZRANK, or after its score,
 # when the index changed before it meanwhile. Returns an IndexReply. A page the memory guard
 # stops is not merged at all, and the place returned is the one it was given.
@@ -233,7 +248,7 @@ INDEX_SCRIPT = (
     + """
 local src, dst, verb = ARGV[1], ARGV[2], ARGV[3]
 local seen_rank, seen_score, seen_member = tonumber(ARGV[8]), ARGV[9], ARGV[10]
-local count, index = tonumber(ARGV[11]), ARGV[12]
+local count, index, limit_us = tonumber(ARGV[11]), ARGV[12], tonumber(ARGV[13])
 local function stopped(ended, need, used, ceiling, evicted)
   return {ended, 0, {seen_rank, seen_score, seen_member}, 0, 0, 0, {}, '', need, used, ceiling,
     evicted, took_us()}
@@ -281,9 +296,8 @@ local flat = redis.call('ZRANGE', index, start, start + count, 'WITHSCORES')
 local over = #flat <= 2 * count and 1 or 0
 local members, scored = {}, {}
 for i = 1, math.min(#flat, 2 * count), 2 do
-  members[#members + 1] = flat[i]
-  scored[#scored + 1] = flat[i + 1]
-  scored[#scored + 1] = flat[i]
+  members[(i + 1) / 2] = flat[i]
+  scored[i], scored[i + 1] = flat[i + 1], flat[i]
 end
 local place = {seen_rank, seen_score, seen_member}
 if #members > 0 then place = {start + #members - 1, scored[#scored - 1], scored[#scored]} end
@@ -304,33 +318,42 @@ local function bytes(names)
 end
 
 local added, need, err = 0, 0, ''
-if verb == 'plan' then
-  added = #new_members()
-else
+if verb == 'merge' then
   need = bytes(members)
   -- Only the entries the target lacks take memory: count them before refusing the page.
   if need > room then need = bytes(new_members()) end
   if need > 0 and need > room then return stopped(MEMORY, need, used, ceiling, evicted) end
-  for first = 1, #scored, 2000 do
-    local last = math.min(first + 1999, #scored)
-    local r = redis.pcall('ZADD', index, 'NX', unpack(scored, first, last))
+end
+-- 1,000 entries at a time: merged (planning: counted), then their sessions looked up in the
+-- target, where one EXISTS settles the usual case. Past its time limit
+-- (sizing.CALL_LIMIT_SECONDS), a merge ends its page at the entries done.
+local in_target = 0
+for first = 1, #members, 1000 do
+  local last = math.min(first + 999, #members)
+  if verb == 'plan' then
+    for i = first, last do
+      if not redis.call('ZSCORE', index, members[i]) then added = added + 1 end
+    end
+  else
+    local r = redis.pcall('ZADD', index, 'NX', unpack(scored, 2 * first - 1, 2 * last))
     if type(r) == 'table' then
       -- Refused (e.g. OOM): not an error if the target already has every one of them.
-      for i = first + 1, last, 2 do
-        if not redis.call('ZSCORE', index, scored[i]) then err = r.err end
+      for i = first, last do
+        if not redis.call('ZSCORE', index, members[i]) then err = r.err end
       end
       if err ~= '' then break end
     else
       added = added + r
     end
   end
-end
--- One EXISTS of the whole page settles the usual case: every session is in the target.
-local in_target, elsewhere, orphans = 0, {}, 0
-for first = 1, #members, 1000 do
-  local last = math.min(first + 999, #members)
   in_target = in_target + redis.call('EXISTS', unpack(members, first, last))
+  if verb == 'merge' and last < #members and took_us() > limit_us then
+    for i = #members, last + 1, -1 do members[i] = nil end
+    place, over = {start + last - 1, scored[2 * last - 1], scored[2 * last]}, 0
+    break
+  end
 end
+local elsewhere, orphans = {}, 0
 if in_target < #members then
   for _, member in ipairs(members) do
     if redis.call('EXISTS', member) == 0 then elsewhere[#elsewhere + 1] = member end
@@ -354,6 +377,7 @@ def index_arguments(source_db, target_db, verb, guard, *, place, count, index):
         *place,  # ARGV[8..10]: the rank, score and member of the last entry seen, INDEX_START
         count,  # ARGV[11]: entries a page, sized by the caller to its time and the byte budget
         index,  # ARGV[12]: the index sorted set
+        limit_us(),  # ARGV[13]: the call's time limit, in µs
     ]
 
 
