@@ -76,7 +76,8 @@ ensure_venv() {
 # root as the working directory, where the scripts' relative paths start.
 ensure_dev_venv() {
     ensure_venv "$VENV" "$ROOT/requirements-dev.txt"
-    export PATH="$VENV/bin:$PATH"
+    # Once: the scripts test.sh starts (test_beside.sh, sanity.sh...) call this again.
+    [ "${PATH%%:*}" = "$VENV/bin" ] || export PATH="$VENV/bin:$PATH"
     export ANSIBLE_CONFIG="$ROOT/ansible.cfg"
     cd "$ROOT"
 }
