@@ -139,7 +139,7 @@ options:
   min_replicas:
     description:
       - Replicas that must acknowledge what the run writes (C(WAIT)). The run waits for them
-        every 50 ms, the wait travelling ahead of its next call in the same round trip, and
+        every 200 ms, the wait travelling ahead of its next call in the same round trip, and
         for its last writes on their own before it says verified. When fewer replicas
         acknowledge within O(replica_timeout), the run stops, naming each replica and how far
         behind it is, and counts the writes not acknowledged; it never says verified then.

@@ -25,17 +25,20 @@ db 0 with EXPIREAT; the old script's way, a round trip per step per key (unless
 Replicated: a primary with one healthy replica attached holds N sessions (1M by default). The
 engine as it runs by default there, each call's writes acknowledged by the replica (WAIT), runs
 in turn with the same engine told to wait for no replica (min_replicas 0), three times each
-(--rounds), median kept: what the high-availability safety costs.
+(--rounds), median kept: what the high-availability safety costs, until the engine ends and
+until the replica holds every session (a run that waits for no replica ends before it does).
 
 The link: --link-sessions sessions (100,000 by default) and their index migrated direct, then
 through a proxy adding --link-delay (20 ms) each way, as a Redis in another zone or the
 controller's mode does: the wall time and the request round trips of each (tests/helpers/
 latency.py counts them). `--only link` runs this section alone.
 
-Commands: --commands-sessions sessions (1M by default) migrated by the floor and by the
-engine, --rounds times in turn, with INFO commandstats reset before each: each command's
-server time per session, those the scripts ran included (and counted again in EVALSHA's own),
-for the median run by server CPU. `--only commands` runs this section alone.
+Commands: --commands-sessions sessions (1M by default) migrated by the floor, by the
+guarantees' floor (the floor's commands and those the guarantees add, bare, through
+redis-cli --pipe) and by the engine, --rounds times in turn, with INFO commandstats reset
+before each: each command's server time per session, those the scripts ran included (and
+counted again in EVALSHA's own), for the median run by server CPU. `--only commands` runs
+this section alone.
 
 Large sessions: 100 KB to 2 MB of incompressible bytes, with COPY and DUMP/RESTORE, with the
 byte budget and without: the longest server call and the latency another client sees.
@@ -154,6 +157,48 @@ def floor(server, count, batch):
         for n in range(first, min(count, first + batch)):
             args += [START + n, SESSION % (START + n)]
         commands.append(resp(*args))
+    payload = b"".join(commands)
+    started = time.monotonic()
+    subprocess.run(["redis-cli", "-p", str(server.port), "--pipe"], input=payload,
+                   stdout=subprocess.DEVNULL, check=True)  # fmt: skip
+    return time.monotonic() - started
+
+
+def guarantees_floor(server, count, batch):
+    """redis-cli --pipe with the floor's commands and every command the engine's guarantees
+    add, bare, each where the engine sends it: SCAN pages of the pattern (their cursors found
+    beforehand), MEMORY USAGE then COPY of each key (the memory guard and the byte budget), the
+    EXISTS of each page's keys in the target (the read-back); then for each page of ``batch``
+    index entries, ZRANGE by rank, ZADD NX, the EXISTS of its sessions in the target (orphans)
+    and ZMSCORE of its members (the read-back). What any engine with these guarantees asks of
+    the server, without the scripts that make each call atomic and sized."""
+    source, pattern = server.client(1), b"storyart:session:*"
+    pages, cursor = [], 0
+    while True:
+        after, keys = source.scan(cursor, match=pattern, count=batch)
+        pages.append((cursor, keys))
+        cursor = after
+        if cursor == 0:
+            break
+    commands = []
+    for cursor, keys in pages:
+        commands.append(resp("SELECT", 1))
+        commands.append(resp("SCAN", cursor, "MATCH", pattern, "COUNT", batch))
+        for key in keys:
+            commands += [resp("MEMORY", "USAGE", key), resp("COPY", key, key, "DB", 0)]
+        if keys:
+            commands += [resp("SELECT", 0), resp("EXISTS", *keys)]
+    for first in range(0, count, batch):
+        members = [SESSION % (START + n) for n in range(first, min(count, first + batch))]
+        scored = [part for n, member in enumerate(members, first) for part in (START + n, member)]
+        commands += [
+            resp("SELECT", 1),
+            resp("ZRANGE", INDEX, first, first + len(members), "WITHSCORES"),
+            resp("SELECT", 0),
+            resp("ZADD", INDEX, "NX", *scored),
+            resp("EXISTS", *members),
+            resp("ZMSCORE", INDEX, *members),
+        ]
     payload = b"".join(commands)
     started = time.monotonic()
     subprocess.run(["redis-cli", "-p", str(server.port), "--pipe"], input=payload,
@@ -498,11 +543,11 @@ def every_size(args, workdir, results):
     results["engine_peak_rss_mb"] = max(size["engine_peak_rss_mb"] for size in sizes)
 
 
-def wait_for_replica(primary, replica):
-    """Until the replica has applied all the primary has written: each run starts alike."""
+def wait_for_replica(primary, replica, every=0.05):
+    """Until the replica has applied all the primary has written, looking ``every`` seconds."""
     offset = primary.client(0).info("replication")["master_repl_offset"]
     while replica.client(0).info("replication").get("slave_repl_offset", -1) < offset:
-        time.sleep(0.05)
+        time.sleep(every)
 
 
 PACING_RATES = [100, 500, 5000, 100_000]
@@ -552,6 +597,11 @@ def pacing(args, workdir, results):
               f"{row['seconds']:>5} s  {row['longest_call_ms']} ms")  # fmt: skip
 
 
+def medians(runs):
+    """Each method's median of its runs' seconds."""
+    return {name: round(statistics.median(seconds), 3) for name, seconds in runs.items()}
+
+
 def replicated(args, workdir, results):
     """The engine with its replica's acknowledgements against the same engine without them."""
     count = args.replicated
@@ -560,30 +610,39 @@ def replicated(args, workdir, results):
         Path(workdir) / f"redis-{next(_servers)}", [f"replicaof 127.0.0.1 {primary.port}"]
     ).start()
     RUNNING.append(replica)
-    t = {"acknowledged": [], "min_replicas 0": []}
+    names = ("acknowledged", "min_replicas 0")
+    t = {name: [] for name in names}
+    replicated_t = {name: [] for name in names}
     try:
         print(f"Seeding {count} sessions on a primary with a replica...", flush=True)
         seed(primary, count)
         for _ in range(args.rounds):
-            for name, waits in (("acknowledged", None), ("min_replicas 0", 0)):
+            for name, waits in zip(names, (None, 0)):
                 reset_target(primary)
                 wait_for_replica(primary, replica)
                 run = run_engine(primary, batch_size=args.batch_size, min_replicas=waits)
+                catching_up = time.monotonic()
+                wait_for_replica(primary, replica, every=0.005)
+                if replica.client(0).dbsize() != count + 1:
+                    raise SystemExit("the replica does not hold every migrated session")
                 check_migrated(primary, count)
                 t[name].append(run["seconds"])
-        wait_for_replica(primary, replica)
-        if replica.client(0).dbsize() != count + 1:
-            raise SystemExit("the replica does not hold every migrated session")
+                replicated_t[name].append(run["seconds"] + time.monotonic() - catching_up)
     finally:
         stop_server(replica)
         stop_server(primary)
-    median = {name: round(statistics.median(runs), 3) for name, runs in t.items()}
+    median, replicated_median = medians(t), medians(replicated_t)
     results["replicated"] = dict(
         sessions=count,
         replicas=1,
         seconds=median,
         runs=t,
         ratio=round(median["acknowledged"] / median["min_replicas 0"], 3),
+        seconds_until_replicated=replicated_median,
+        runs_until_replicated=replicated_t,
+        ratio_until_replicated=round(
+            replicated_median["acknowledged"] / replicated_median["min_replicas 0"], 3
+        ),
     )
 
 
@@ -642,6 +701,7 @@ def commands(args, workdir, results):
     admin = server.client(0)
     methods = {
         "floor": lambda: floor(server, count, FLOOR_BATCH),
+        "guarantees' floor": lambda: guarantees_floor(server, count, FLOOR_BATCH),
         "engine": lambda: run_engine(server, batch_size=args.batch_size),
     }
     runs = {name: [] for name in methods}
@@ -668,9 +728,14 @@ def commands(args, workdir, results):
                 if usec / count >= 0.01
             },
         )
-    rows["engine / floor, server CPU"] = round(
-        rows["engine"]["server_cpu_seconds"] / rows["floor"]["server_cpu_seconds"], 2
-    )
+    for above, below in (
+        ("engine", "floor"),
+        ("guarantees' floor", "floor"),
+        ("engine", "guarantees' floor"),
+    ):
+        rows[f"{above} / {below}, server CPU"] = round(
+            rows[above]["server_cpu_seconds"] / rows[below]["server_cpu_seconds"], 2
+        )
     print(f"Server microseconds per session, {count} sessions (EVALSHA holds its scripts' calls):")
     for name in methods:
         print(f"  {name}: " + ", ".join(

@@ -11,6 +11,8 @@ write, what stops a run, and what a reconnect may and may not do.
 
 from __future__ import annotations
 
+import time
+
 import pytest
 from helpers import (
     SESSION,
@@ -23,6 +25,7 @@ from helpers import (
     wait_for,
     zset,
 )
+from redis_db_migration.primary import ACK_INTERVAL
 
 SESSIONS = 400
 BATCH = 50
@@ -92,6 +95,33 @@ def test_a_healthy_replica_acknowledges_every_call_and_holds_every_session(repli
     assert expiries(replica.client(0), sessions) == expiries(replica.client(1), sessions)
     assert expiries(primary.client(0), sessions) == expiries(primary.client(1), sessions)
     assert zset(replica.client(0)) == zset(primary.client(1))
+
+
+class SlowCalls(engine.Hooks):
+    """Sleeps ``seconds`` after each copy call, and counts the calls."""
+
+    def __init__(self, seconds):
+        self.seconds = seconds
+        self.calls = 0
+
+    def after_batch(self, keys):
+        self.calls += 1
+        time.sleep(self.seconds)
+
+
+def test_a_run_waits_for_its_replica_during_the_run_once_the_interval_has_passed(replicated):
+    """Every ACK_INTERVAL, not only before the verdict: with more than that between two calls,
+    a wait travels ahead of every call but the first, then ahead of the index's first page,
+    then on its own for the last writes."""
+    primary, _replica = replicated
+    hooks = SlowCalls(ACK_INTERVAL + 0.05)
+
+    report = migrate_with_engine(primary, batch_size=BATCH, hooks=hooks)
+
+    assert report.verified
+    assert hooks.calls == SESSIONS // BATCH
+    assert report.as_dict()["replication"]["acknowledged_waits"] >= hooks.calls + 1
+    assert report.unacknowledged == 0
 
 
 def test_preflight_names_the_replicas_and_the_clean_up_waits_for_them_too(replicated):
