@@ -80,7 +80,7 @@ def test_every_document_is_read_and_the_readme_stays_short():
     }
     for doc in DOCS:
         assert (ROOT / doc).exists(), doc
-    assert len(read("README.md").splitlines()) <= 150
+    assert len(read("README.md").splitlines()) <= 170
     # The two commands that work on a fresh machine come first, and CI runs the second.
     first = blocks("README.md")[0].text.splitlines()
     assert [line.split()[0] for line in first] == ["./scripts/demo.sh", "./scripts/test.sh"]
