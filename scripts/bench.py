@@ -26,7 +26,7 @@ Replicated: a primary with one healthy replica attached holds N sessions (1M by 
 engine as it runs by default there, each call's writes acknowledged by the replica (WAIT), runs
 in turn with the same engine told to wait for no replica (min_replicas 0), three times each
 (--rounds), median kept: what the high-availability safety costs, until the engine ends and
-until the replica holds every session (a run that waits for no replica ends before it does).
+until the replica holds every session (a run that waits for no replica may end before it does).
 
 The link: --link-sessions sessions (100,000 by default) and their index migrated direct, then
 through a proxy adding --link-delay (20 ms) each way, as a Redis in another zone or the

@@ -3,8 +3,9 @@ write, what stops a run, and what a reconnect may and may not do.
 
 1. Waits that cannot be kept are refused before any write: more replicas asked for than are
    online, WAIT denied by ACL, WAITAOF on a server without it or without an AOF.
-2. A replica that stops acknowledging stops the run within replica_timeout, naming the replica
-   and how far behind it is; never verified.
+2. The replica acknowledges the run's writes during the run, once ACK_INTERVAL has passed, and
+   before the verdict. A replica that stops acknowledging stops the run within
+   replica_timeout, naming the replica and how far behind it is; never verified.
 3. A connection the server closes between two calls reopens only to the same primary: the run
    then completes; after a restart (a new run_id) it stops, naming the restart.
 """
@@ -73,7 +74,7 @@ def refused(call, *facts):
     return message
 
 
-def test_a_healthy_replica_acknowledges_every_call_and_holds_every_session(replicated):
+def test_a_healthy_replica_acknowledges_the_runs_writes_and_holds_every_session(replicated):
     primary, replica = replicated
     sessions = sorted(primary.client(1).scan_iter(match=SESSION + b"*"))
 
