@@ -145,6 +145,25 @@ def resp(*args):
     return b"".join(out)
 
 
+def index_pages(count, batch):
+    """The seeded index, ``batch`` entries at a time: each page's first rank and its
+    (score, member) pairs, in score order."""
+    for first in range(0, count, batch):
+        yield (
+            first,
+            [(START + n, SESSION % (START + n)) for n in range(first, min(count, first + batch))],
+        )
+
+
+def piped(server, commands):
+    """Seconds redis-cli --pipe takes to send ``commands`` (RESP, resp()) and read every reply."""
+    payload = b"".join(commands)
+    started = time.monotonic()
+    subprocess.run(["redis-cli", "-p", str(server.port), "--pipe"], input=payload,
+                   stdout=subprocess.DEVNULL, check=True)  # fmt: skip
+    return time.monotonic() - started
+
+
 def floor(server, count, batch):
     """redis-cli --pipe with the bare commands of the job; the server's own cost: ZADD NX of
     ``batch`` index entries a command."""
@@ -152,16 +171,9 @@ def floor(server, count, batch):
     commands += [resp("COPY", SESSION % (START + n), SESSION % (START + n), "DB", 0)
                  for n in range(count)]  # fmt: skip
     commands.append(resp("SELECT", 0))
-    for first in range(0, count, batch):
-        args = ["ZADD", INDEX, "NX"]
-        for n in range(first, min(count, first + batch)):
-            args += [START + n, SESSION % (START + n)]
-        commands.append(resp(*args))
-    payload = b"".join(commands)
-    started = time.monotonic()
-    subprocess.run(["redis-cli", "-p", str(server.port), "--pipe"], input=payload,
-                   stdout=subprocess.DEVNULL, check=True)  # fmt: skip
-    return time.monotonic() - started
+    for _first, entries in index_pages(count, batch):
+        commands.append(resp("ZADD", INDEX, "NX", *itertools.chain.from_iterable(entries)))
+    return piped(server, commands)
 
 
 def guarantees_floor(server, count, batch):
@@ -188,22 +200,17 @@ def guarantees_floor(server, count, batch):
             commands += [resp("MEMORY", "USAGE", key), resp("COPY", key, key, "DB", 0)]
         if keys:
             commands += [resp("SELECT", 0), resp("EXISTS", *keys)]
-    for first in range(0, count, batch):
-        members = [SESSION % (START + n) for n in range(first, min(count, first + batch))]
-        scored = [part for n, member in enumerate(members, first) for part in (START + n, member)]
+    for first, entries in index_pages(count, batch):
+        members = [member for _score, member in entries]
         commands += [
             resp("SELECT", 1),
             resp("ZRANGE", INDEX, first, first + len(members), "WITHSCORES"),
             resp("SELECT", 0),
-            resp("ZADD", INDEX, "NX", *scored),
+            resp("ZADD", INDEX, "NX", *itertools.chain.from_iterable(entries)),
             resp("EXISTS", *members),
             resp("ZMSCORE", INDEX, *members),
         ]
-    payload = b"".join(commands)
-    started = time.monotonic()
-    subprocess.run(["redis-cli", "-p", str(server.port), "--pipe"], input=payload,
-                   stdout=subprocess.DEVNULL, check=True)  # fmt: skip
-    return time.monotonic() - started
+    return piped(server, commands)
 
 
 def baseline(server, count):
