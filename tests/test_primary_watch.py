@@ -120,7 +120,8 @@ def test_a_run_waits_for_its_replica_during_the_run_once_the_interval_has_passed
     report = migrate_with_engine(primary, batch_size=BATCH, hooks=hooks)
 
     assert report.verified
-    assert hooks.calls == SESSIONS // BATCH
+    # At most BATCH keys a call; SCAN's pages may make it fewer, so more calls.
+    assert hooks.calls >= SESSIONS // BATCH
     assert report.as_dict()["replication"]["acknowledged_waits"] >= hooks.calls + 1
     assert report.unacknowledged == 0
 
